@@ -1,0 +1,277 @@
+"""Configuration: an embedded default, an optional YAML file, then flags.
+
+Every flag has a config key; flags override the file. A file with unknown
+keys or bad values is rejected with *every* problem named at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COLLECTORS = ("links", "containers", "firewall", "sysctl", "routes")
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names every problem found."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"invalid {source}:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen_address: str = ":29100"
+    telemetry_path: str = "/metrics"
+    config_file: str = ""  # exporter-toolkit web config (TLS, basic auth)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"  # debug | info | warning | error
+    format: str = "logfmt"  # logfmt | json
+
+
+@dataclass(frozen=True)
+class LinksConfig:
+    include_loopback: bool = False
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    # Built-in iptables chains (INPUT, FORWARD, ...) and nftables base chains
+    # are always exported while this is true.
+    include_builtin_chains: bool = True
+    # fnmatch patterns over "TABLE/CHAIN" (e.g. "filter/DOCKER-USER",
+    # "docker-bridges/*"); a chain is exported when it is built-in (see above)
+    # or matches an include pattern, and matches no exclude pattern.
+    chains_include: tuple[str, ...] = ("*/DOCKER*", "docker-bridges/*")
+    chains_exclude: tuple[str, ...] = ()
+    # Bound on every external command (iptables-*-save, nft).
+    command_timeout: float = 5.0
+    # Wait for the xtables lock at most this long (iptables-save -w).
+    lock_wait: float = 2.0
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    host: str = ""  # "" = $DOCKER_HOST or unix:///var/run/docker.sock
+    timeout: float = 5.0  # bound on each Docker API call
+    resync_interval: float = 300.0  # full re-inspection, besides the event stream
+
+    def resolved_host(self) -> str:
+        return self.host or os.environ.get("DOCKER_HOST", "") or DEFAULT_DOCKER_HOST
+
+
+@dataclass(frozen=True)
+class Config:
+    web: WebConfig = field(default_factory=WebConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    poll_interval: float = 5.0
+    collectors: Mapping[str, bool] = field(default_factory=lambda: dict.fromkeys(COLLECTORS, True))
+    links: LinksConfig = field(default_factory=LinksConfig)
+    firewall: FirewallConfig = field(default_factory=FirewallConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+
+    def enabled(self, collector: str) -> bool:
+        return bool(self.collectors.get(collector, False))
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Prometheus-style duration ("5s", "1m30s", "250ms") or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.match(value.strip()):
+        seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(value))
+    else:
+        raise ValueError(f"not a duration (use e.g. 5s, 250ms, 1m): {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {value!r}")
+    return seconds
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """":29100" -> ("", 29100); "127.0.0.1:9" ; "[::1]:9"."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a listen address (use [host]:port, e.g. :29100): {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("logfmt", "json")
+
+
+def _check_str(value: object, where: str, problems: list[str]) -> str | None:
+    if not isinstance(value, str):
+        problems.append(f"{where}: expected a string, got {value!r}")
+        return None
+    return value
+
+
+def _check_bool(value: object, where: str, problems: list[str]) -> bool | None:
+    if not isinstance(value, bool):
+        problems.append(f"{where}: expected true or false, got {value!r}")
+        return None
+    return value
+
+
+def _check_duration(value: object, where: str, problems: list[str]) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _check_patterns(value: object, where: str, problems: list[str]) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where}: expected a list of strings, got {value!r}")
+        return None
+    return tuple(value)
+
+
+def _section(raw: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{key}: expected a mapping, got {value!r}")
+        return {}
+    return value
+
+
+def _unknown(section: Mapping[str, Any], known: set[str], prefix: str, problems: list[str]) -> None:
+    for key in section:
+        if key not in known:
+            hint = ", ".join(sorted(known))
+            problems.append(f"{prefix}{key}: unknown key (known: {hint})")
+
+
+def parse_config(raw: object, source: str = "config") -> Config:
+    """Turn a parsed YAML document into a Config, naming every problem at once."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
+    problems: list[str] = []
+    cfg = Config()
+    _unknown(raw, {"web", "log", "poll", "collectors", "links", "firewall", "docker"}, "", problems)
+
+    web = _section(raw, "web", problems)
+    _unknown(web, {f.name for f in fields(WebConfig)}, "web.", problems)
+    web_kw: dict[str, Any] = {}
+    for key in ("listen_address", "telemetry_path", "config_file"):
+        if key in web and (v := _check_str(web[key], f"web.{key}", problems)) is not None:
+            web_kw[key] = v
+    if "listen_address" in web_kw:
+        try:
+            parse_listen_address(web_kw["listen_address"])
+        except ValueError as exc:
+            problems.append(f"web.listen_address: {exc}")
+    if "telemetry_path" in web_kw and not str(web_kw["telemetry_path"]).startswith("/"):
+        problems.append(f"web.telemetry_path: must start with '/': {web_kw['telemetry_path']!r}")
+    cfg = replace(cfg, web=replace(cfg.web, **web_kw))
+
+    log = _section(raw, "log", problems)
+    _unknown(log, {"level", "format"}, "log.", problems)
+    log_kw: dict[str, Any] = {}
+    if "level" in log:
+        if log["level"] in _LOG_LEVELS:
+            log_kw["level"] = log["level"]
+        else:
+            problems.append(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {log['level']!r}")
+    if "format" in log:
+        if log["format"] in _LOG_FORMATS:
+            log_kw["format"] = log["format"]
+        else:
+            problems.append(f"log.format: expected one of {', '.join(_LOG_FORMATS)}, got {log['format']!r}")
+    cfg = replace(cfg, log=replace(cfg.log, **log_kw))
+
+    poll = _section(raw, "poll", problems)
+    _unknown(poll, {"interval"}, "poll.", problems)
+    if "interval" in poll and (d := _check_duration(poll["interval"], "poll.interval", problems)):
+        cfg = replace(cfg, poll_interval=d)
+
+    cols = _section(raw, "collectors", problems)
+    _unknown(cols, set(COLLECTORS), "collectors.", problems)
+    enabled = dict(cfg.collectors)
+    for name in COLLECTORS:
+        if name in cols and (b := _check_bool(cols[name], f"collectors.{name}", problems)) is not None:
+            enabled[name] = b
+    cfg = replace(cfg, collectors=enabled)
+
+    links = _section(raw, "links", problems)
+    _unknown(links, {"include_loopback"}, "links.", problems)
+    if "include_loopback" in links:
+        b = _check_bool(links["include_loopback"], "links.include_loopback", problems)
+        if b is not None:
+            cfg = replace(cfg, links=LinksConfig(include_loopback=b))
+
+    fw = _section(raw, "firewall", problems)
+    _unknown(fw, {f.name for f in fields(FirewallConfig)}, "firewall.", problems)
+    fw_kw: dict[str, Any] = {}
+    if "include_builtin_chains" in fw:
+        b = _check_bool(fw["include_builtin_chains"], "firewall.include_builtin_chains", problems)
+        if b is not None:
+            fw_kw["include_builtin_chains"] = b
+    for key in ("chains_include", "chains_exclude"):
+        if key in fw and (p := _check_patterns(fw[key], f"firewall.{key}", problems)) is not None:
+            fw_kw[key] = p
+    for key in ("command_timeout", "lock_wait"):
+        if key in fw and (d := _check_duration(fw[key], f"firewall.{key}", problems)):
+            fw_kw[key] = d
+    cfg = replace(cfg, firewall=replace(cfg.firewall, **fw_kw))
+
+    dk = _section(raw, "docker", problems)
+    _unknown(dk, {f.name for f in fields(DockerConfig)}, "docker.", problems)
+    dk_kw: dict[str, Any] = {}
+    if "host" in dk and (s := _check_str(dk["host"], "docker.host", problems)) is not None:
+        dk_kw["host"] = s
+    for key in ("timeout", "resync_interval"):
+        if key in dk and (d := _check_duration(dk[key], f"docker.{key}", problems)):
+            dk_kw[key] = d
+    cfg = replace(cfg, docker=replace(cfg.docker, **dk_kw))
+
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | None) -> Config:
+    """The embedded default, or the file at ``path`` layered on it."""
+    if not path:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], f"config file {path}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], f"config file {path}") from exc
+    return parse_config(raw, f"config file {path}")

@@ -1,0 +1,201 @@
+"""Plain, immutable data that flows from the readers to the renderers.
+
+Readers (``read_*``) do I/O and return these; parsers (``parse_*``) build them
+from text or bytes; joins (``build_*``) combine them; renderers (``render_*``)
+turn them into metric families. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# --------------------------------------------------------------------------
+# Metric families: what renderers produce and the exposition writer prints.
+# --------------------------------------------------------------------------
+
+LabelValues = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFamily:
+    """One metric family: HELP/TYPE once, then its samples.
+
+    ``labels`` names the label keys; each sample is ``(label values, value)``
+    with the values in the same order. Counter families carry the full name
+    including ``_total``.
+    """
+
+    name: str
+    type: str  # "gauge" | "counter"
+    help: str
+    labels: tuple[str, ...]
+    samples: tuple[tuple[LabelValues, float | int], ...]
+
+
+# --------------------------------------------------------------------------
+# Interfaces
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """Counters of one interface, host perspective (as ``ip -s link``)."""
+
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Topology of one interface in the host network namespace."""
+
+    index: int
+    name: str
+    kind: str  # "veth", "bridge", "physical", "loopback" or the kernel's link kind
+    master: int | None  # ifindex of the master (bridge), None if none
+    mac: str  # "" if the link has no hardware address
+    operstate: str  # lower case, as the kernel names it: "up", "down", "unknown", ...
+    peer_index: int | None = None  # IFLA_LINK: veth peer's ifindex (in its own netns)
+    peer_netnsid: int | None = None  # IFLA_LINK_NETNSID: the peer's namespace id
+
+
+@dataclass(frozen=True, slots=True)
+class LinksData:
+    links: tuple[Link, ...]  # sorted by name
+    stats: Mapping[int, LinkStats]  # by ifindex; a link may lack stats if it vanished
+
+
+# --------------------------------------------------------------------------
+# Firewall
+# --------------------------------------------------------------------------
+
+BACKEND_IPTABLES_NFT = "iptables-nft"
+BACKEND_IPTABLES_LEGACY = "iptables-legacy"
+BACKEND_NFTABLES = "nftables"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule as its backend prints it, minus chain prefix and counters.
+
+    For iptables: ``-o br-40d652e0aac8 -j DROP``. For native nftables: the
+    statement text, e.g. ``ip daddr 172.18.0.2 iifname != "br-x" counter drop
+    comment "DROP DIRECT ACCESS"``. ``packets``/``bytes`` are None for an
+    nftables rule without a ``counter`` statement.
+    """
+
+    text: str
+    packets: int | None
+    bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    name: str
+    rules: tuple[Rule, ...]  # in traversal order, duplicates kept
+    # Built-in (iptables) / base (nftables) chains only:
+    policy: str | None = None  # "ACCEPT", "DROP"; lower case for nftables ("accept")
+    policy_packets: int | None = None
+    policy_bytes: int | None = None
+    hook: str | None = None  # nftables base chains: "forward", "prerouting", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    family: str  # iptables: "ipv4"/"ipv6"; nftables: "ip", "ip6", "inet", ...
+    backend: str  # one of the BACKEND_* constants
+    name: str  # "filter", "nat", "raw", ... or the nftables table name
+    chains: tuple[Chain, ...]  # only the chains selected for export
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallData:
+    # (family, backend) for every backend that holds rules; family "ipv4"/"ipv6"
+    backends: tuple[tuple[str, str], ...]
+    tables: tuple[Table, ...]
+
+
+# --------------------------------------------------------------------------
+# Host diagnostics
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SysctlData:
+    ip_forwarding: Mapping[str, bool]  # family ("ipv4", "ipv6") -> enabled
+    bridge_nf_call: Mapping[str, bool]  # family -> enabled; empty if br_netfilter absent
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    destination: str  # "default" or CIDR
+    interface: str
+    gateway: str  # "" if on-link
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesData:
+    routes: tuple[Route, ...]
+
+
+# --------------------------------------------------------------------------
+# Docker
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DockerNetwork:
+    name: str
+    id: str  # full id
+    driver: str
+    bridge: str  # host bridge interface name ("" if not a bridge network)
+    subnets: tuple[str, ...]  # IPv4 first, then IPv6
+    gateways: tuple[str, ...]
+    internal: bool
+    enable_ipv6: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    protocol: str  # "tcp" | "udp" | "sctp"
+    container_port: int
+    host_ip: str  # "" or "0.0.0.0" for all
+    host_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEndpoint:
+    network: str  # network name
+    network_id: str
+    ip: str  # IPv4 address, "" if none
+    ipv6: str
+    mac: str
+    gateway: str
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str  # full id
+    name: str  # without the leading "/"
+    image: str
+    compose_project: str
+    compose_service: str
+    network_mode: str  # "bridge", "host", "none", "container:<id>", a network name
+    netns_id: int | None  # nsid of its network namespace as seen from the host; None if unknown
+    endpoints: tuple[ContainerEndpoint, ...]
+    ports: tuple[PortBinding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DockerData:
+    version: str
+    containers: tuple[Container, ...]  # running only, sorted by name
+    networks: tuple[DockerNetwork, ...]  # sorted by name
