@@ -120,6 +120,9 @@ class FirewallData:
     # (family, backend) for every backend that holds rules; family "ipv4"/"ipv6"
     backends: tuple[tuple[str, str], ...]
     tables: tuple[Table, ...]
+    # Backends that could not be read, one message each; the poller reports
+    # the collector as failed but still serves the tables that were read.
+    errors: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------
