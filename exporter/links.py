@@ -1,0 +1,283 @@
+"""Interfaces and routes of the host network namespace.
+
+The topology (names, kinds, master bridge, veth peer) comes from a pyroute2
+link dump, read only at start and when it changes; the counters come from a
+raw ``RTM_GETSTATS`` dump (:mod:`exporter.rtnetlink`) on every poll. This is
+the only module that imports pyroute2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from exporter import rtnetlink
+from exporter.model import Link, LinksData, LinkStats, MetricFamily, Route, RoutesData
+
+IFF_LOOPBACK = 0x8
+NETNSID_UNASSIGNED = (0xFFFFFFFF, -1)
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+
+# --------------------------------------------------------------------------
+# Reading (pyroute2)
+# --------------------------------------------------------------------------
+
+
+def parse_link_message(msg: Any) -> Link:
+    """One pyroute2 RTM_NEWLINK message -> Link."""
+    index = int(msg["index"])
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
+    if not kind:
+        kind = "loopback" if int(msg["flags"]) & IFF_LOOPBACK else "physical"
+    master = msg.get_attr("IFLA_MASTER")
+    peer = msg.get_attr("IFLA_LINK")
+    netnsid = msg.get_attr("IFLA_LINK_NETNSID")
+    return Link(
+        index=index,
+        name=str(msg.get_attr("IFLA_IFNAME") or ""),
+        kind=str(kind),
+        master=int(master) if master else None,
+        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
+        operstate=str(msg.get_attr("IFLA_OPERSTATE") or "unknown").lower(),
+        peer_index=int(peer) if peer and int(peer) != index else None,
+        peer_netnsid=int(netnsid) if netnsid is not None else None,
+    )
+
+
+def read_topology() -> tuple[Link, ...]:
+    """Every interface of this process's network namespace, sorted by name."""
+    with IPRoute() as ipr:
+        links = [parse_link_message(m) for m in ipr.get_links()]
+    return tuple(sorted(links, key=lambda link: link.name))
+
+
+def read_netnsid(path: str) -> int | None:
+    """The id this namespace assigned to the network namespace at ``path``.
+
+    ``path`` is a namespace file (Docker's SandboxKey, ``/proc/PID/ns/net``).
+    None if no id is assigned (the kernel assigns one once a link refers to it).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with IPRoute() as ipr:
+            reply = ipr.get_netnsid(fd=fd)
+    finally:
+        os.close(fd)
+    nsid = reply.get("nsid") if reply else None
+    if nsid is None or int(nsid) in NETNSID_UNASSIGNED:
+        return None
+    return int(nsid)
+
+
+def _route_nexthops(msg: Any) -> list[tuple[int | None, str]]:
+    """(oif, gateway) of each next hop of one route message."""
+    multipath = msg.get_attr("RTA_MULTIPATH")
+    if multipath:
+        return [
+            (hop.get("oif"), str(hop.get_attr("RTA_GATEWAY") or _via(hop.get_attr("RTA_VIA"))))
+            for hop in multipath
+        ]
+    gateway = msg.get_attr("RTA_GATEWAY") or _via(msg.get_attr("RTA_VIA"))
+    return [(msg.get_attr("RTA_OIF"), str(gateway))]
+
+
+def _via(via: Any) -> str:
+    return str(via.get("addr", "")) if isinstance(via, Mapping) else ""
+
+
+def build_routes(
+    raw: Iterable[tuple[str, int, int, int, list[tuple[int | None, str]]]],
+    bridges: Mapping[int, str],
+    names: Mapping[int, str],
+) -> RoutesData:
+    """Select the main table's routes through a bridge, and the default routes.
+
+    ``raw`` holds (destination address or "", prefix length, table, route type,
+    next hops); ``bridges`` the bridges by ifindex; ``names`` every other
+    interface name that may be needed, by ifindex.
+    """
+    found: set[Route] = set()
+    for dst, dst_len, table, rtype, hops in raw:
+        if table != RT_TABLE_MAIN or rtype != RTN_UNICAST:
+            continue
+        destination = "default" if dst_len == 0 else f"{dst}/{dst_len}"
+        for oif, gateway in hops:
+            if oif is None:
+                continue
+            if oif in bridges:
+                found.add(Route(destination, bridges[oif], gateway))
+            elif destination == "default" and oif in names:
+                found.add(Route(destination, names[oif], gateway))
+    ordered = sorted(
+        found, key=lambda r: (r.destination != "default", r.destination, r.interface, r.gateway)
+    )
+    return RoutesData(routes=tuple(ordered))
+
+
+def read_routes() -> RoutesData:
+    """The main table's IPv4 and IPv6 routes through a bridge, plus the default route(s)."""
+    bridges = rtnetlink.read_link_names("bridge")
+    raw: list[tuple[str, int, int, int, list[tuple[int | None, str]]]] = []
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
+                table = msg.get_attr("RTA_TABLE") or msg["table"]
+                raw.append(
+                    (
+                        str(msg.get_attr("RTA_DST") or ""),
+                        int(msg["dst_len"]),
+                        int(table),
+                        int(msg["type"]),
+                        _route_nexthops(msg),
+                    )
+                )
+    names: dict[int, str] = {}
+    for _dst, dst_len, _table, _type, hops in raw:
+        for oif, _gw in hops:
+            if dst_len == 0 and oif is not None and oif not in bridges:
+                with contextlib.suppress(OSError):  # vanished meanwhile
+                    names[oif] = socket.if_indextoname(oif)
+    return build_routes(raw, bridges, names)
+
+
+# --------------------------------------------------------------------------
+# Collectors
+# --------------------------------------------------------------------------
+
+
+class LinksCollector:
+    """Counters of every interface on every poll; the topology only when it changed."""
+
+    name = "links"
+
+    def __init__(self) -> None:
+        self._monitor = rtnetlink.ChangeMonitor(rtnetlink.RTMGRP_LINK)
+        self._stats = rtnetlink.StatsReader()
+        self._topology: tuple[Link, ...] | None = None
+        self._indexes: frozenset[int] = frozenset()
+        self.topology_reads = 0  # for tests and benchmarks
+
+    def collect(self) -> LinksData:
+        changed = self._monitor.changed()
+        stats = self._stats.read()
+        if self._topology is None or changed or stats.keys() != self._indexes:
+            self._topology = read_topology()
+            self._indexes = frozenset(link.index for link in self._topology)
+            self.topology_reads += 1
+        return LinksData(links=self._topology, stats=stats)
+
+    def close(self) -> None:
+        self._monitor.close()
+        self._stats.close()
+
+
+class RoutesCollector:
+    """The routes of :func:`read_routes`, re-read when a link or route changed."""
+
+    name = "routes"
+
+    def __init__(self) -> None:
+        groups = rtnetlink.RTMGRP_LINK | rtnetlink.RTMGRP_IPV4_ROUTE | rtnetlink.RTMGRP_IPV6_ROUTE
+        self._monitor = rtnetlink.ChangeMonitor(groups)
+        self._routes: RoutesData | None = None
+
+    def collect(self) -> RoutesData:
+        if self._monitor.changed() or self._routes is None:
+            self._routes = read_routes()
+        return self._routes
+
+    def close(self) -> None:
+        self._monitor.close()
+
+
+# --------------------------------------------------------------------------
+# Rendering (pure)
+# --------------------------------------------------------------------------
+
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("receive_bytes", "rx_bytes", "Bytes received by the interface."),
+    ("receive_packets", "rx_packets", "Packets received by the interface."),
+    ("receive_errors", "rx_errors", "Receive errors counted by the interface."),
+    ("receive_dropped", "rx_dropped", "Received packets the interface dropped."),
+    ("transmit_bytes", "tx_bytes", "Bytes transmitted by the interface."),
+    ("transmit_packets", "tx_packets", "Packets transmitted by the interface."),
+    ("transmit_errors", "tx_errors", "Transmit errors counted by the interface."),
+    ("transmit_dropped", "tx_dropped", "Packets the interface dropped instead of transmitting."),
+)
+
+
+def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[MetricFamily]:
+    """netpath_interface_* and netpath_bridge_ports families (metrics.md "Interfaces")."""
+    by_index = {link.index: link for link in data.links}
+    bridges = {link.index: link.name for link in data.links if link.kind == "bridge"}
+    links = [link for link in data.links if include_loopback or link.kind != "loopback"]
+    info = tuple(
+        (
+            (
+                link.name,
+                link.kind,
+                bridges.get(link.master, "") if link.master is not None else "",
+                link.mac,
+                link.operstate,
+            ),
+            1,
+        )
+        for link in links
+    )
+    families = [
+        MetricFamily(
+            name="netpath_interface_info",
+            type="gauge",
+            help="Interface of the host network namespace: kind, master bridge, MAC address "
+            "and operational state.",
+            labels=("interface", "kind", "bridge", "mac", "operstate"),
+            samples=info,
+        )
+    ]
+    counted: list[tuple[str, LinkStats]] = [
+        (link.name, data.stats[link.index]) for link in links if link.index in data.stats
+    ]
+    for metric, field, help_text in _COUNTERS:
+        families.append(
+            MetricFamily(
+                name=f"netpath_interface_{metric}_total",
+                type="counter",
+                help=help_text,
+                labels=("interface",),
+                samples=tuple(((name,), int(getattr(st, field))) for name, st in counted),
+            )
+        )
+    ports: dict[int, int] = dict.fromkeys(bridges, 0)
+    for link in data.links:
+        if link.master is not None and link.master in ports:
+            ports[link.master] += 1
+    families.append(
+        MetricFamily(
+            name="netpath_bridge_ports",
+            type="gauge",
+            help="Number of interfaces enslaved to the bridge.",
+            labels=("bridge",),
+            samples=tuple(((by_index[i].name,), n) for i, n in ports.items()),
+        )
+    )
+    return families
+
+
+def render_routes(data: RoutesData) -> list[MetricFamily]:
+    """netpath_route_info (metrics.md "Host diagnostics")."""
+    return [
+        MetricFamily(
+            name="netpath_route_info",
+            type="gauge",
+            help="Route of the main routing table through a bridge, or a default route.",
+            labels=("destination", "interface", "gateway"),
+            samples=tuple(((r.destination, r.interface, r.gateway), 1) for r in data.routes),
+        )
+    ]
