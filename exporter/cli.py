@@ -1,0 +1,186 @@
+"""Command line: ``netpath-exporter [flags]`` runs the daemon.
+
+Flags follow the Prometheus exporters' conventions; every flag has a config
+key (see config.example.yaml) and a flag given on the command line wins over
+the file. Exit codes: 0 clean stop, 1 runtime failure (e.g. the port is in
+use), 2 bad flags or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from types import FrameType
+
+from exporter import __version__
+from exporter.config import COLLECTORS, Config, ConfigError, load_config, parse_duration
+from exporter.poller import Factory, Poller
+
+log = logging.getLogger("netpath")
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="netpath-exporter",
+        description="Prometheus exporter for the path of container traffic: veths, bridges, "
+        "Docker networks and the firewall rules on the way.",
+    )
+    p.add_argument("--version", action="version", version=f"netpath-exporter {__version__}")
+    p.add_argument("--config.file", dest="config_file", metavar="PATH",
+                   help="YAML configuration file (default: none, the embedded defaults)")
+    p.add_argument("--web.listen-address", dest="listen_address", metavar="[HOST]:PORT",
+                   help="address to serve on (default :29100)")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
+                   help="path of the metrics (default /metrics)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                   help="exporter-toolkit web configuration (TLS, basic auth)")
+    p.add_argument("--poll.interval", dest="poll_interval", type=_duration, metavar="DURATION",
+                   help="time between polls, e.g. 5s (default 5s)")
+    p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
+    p.add_argument("--docker.host", dest="docker_host", metavar="URL",
+                   help="Docker API (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+    for name in COLLECTORS:
+        p.add_argument(f"--collector.{name}", dest=f"collector_{name}",
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help=f"enable the {name} collector (default on)")
+    return p
+
+
+def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
+    web = cfg.web
+    if args.listen_address is not None:
+        web = replace(web, listen_address=args.listen_address)
+    if args.telemetry_path is not None:
+        web = replace(web, telemetry_path=args.telemetry_path)
+    if args.web_config_file is not None:
+        web = replace(web, config_file=args.web_config_file)
+    logc = cfg.log
+    if args.log_level is not None:
+        logc = replace(logc, level=args.log_level)
+    if args.log_format is not None:
+        logc = replace(logc, format=args.log_format)
+    collectors = dict(cfg.collectors)
+    for name in COLLECTORS:
+        flag = getattr(args, f"collector_{name}")
+        if flag is not None:
+            collectors[name] = flag
+    docker = cfg.docker if args.docker_host is None else replace(cfg.docker, host=args.docker_host)
+    cfg = replace(cfg, web=web, log=logc, collectors=collectors, docker=docker)
+    if args.poll_interval is not None:
+        cfg = replace(cfg, poll_interval=args.poll_interval)
+    # Flags go through the same checks as the file.
+    from exporter.config import parse_listen_address
+
+    try:
+        parse_listen_address(cfg.web.listen_address)
+    except ValueError as exc:
+        raise ConfigError([f"--web.listen-address: {exc}"], "flags") from exc
+    if not cfg.web.telemetry_path.startswith("/"):
+        raise ConfigError([f"--web.telemetry-path: must start with '/': {cfg.web.telemetry_path!r}"],
+                          "flags")
+    return cfg
+
+
+def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
+    """The collectors to run, in poll order. Imports are deferred so a missing
+    optional system piece only fails its own collector."""
+    out: list[tuple[str, Factory]] = []
+
+    def links() -> object:
+        from exporter.links import LinksCollector
+
+        return LinksCollector()
+
+    def firewall() -> object:
+        from exporter.firewall import FirewallCollector
+
+        return FirewallCollector(cfg.firewall)
+
+    def sysctl() -> object:
+        from exporter.sysctl import SysctlCollector
+
+        return SysctlCollector()
+
+    def routes() -> object:
+        from exporter.links import RoutesCollector
+
+        return RoutesCollector()
+
+    def containers() -> object:
+        from exporter.containers import ContainersCollector
+
+        return ContainersCollector(cfg.docker)
+
+    table = {"links": links, "firewall": firewall, "sysctl": sysctl, "routes": routes,
+             "containers": containers}
+    # The containers' counters are their veths': links is read when either is on.
+    needed = {n for n in COLLECTORS if cfg.enabled(n)}
+    if "containers" in needed:
+        needed.add("links")
+    for name in ("links", "firewall", "sysctl", "routes", "containers"):
+        if name in needed:
+            out.append((name, table[name]))  # type: ignore[arg-type]
+    return out
+
+
+def run_daemon(cfg: Config) -> int:
+    from exporter.logs import setup_logging
+    from exporter.render import render_poll
+    from exporter.server import make_server, serve_in_thread
+
+    setup_logging(cfg.log.level, cfg.log.format)
+    poller = Poller(collector_factories(cfg), lambda poll: render_poll(poll, cfg), cfg.poll_interval)
+    try:
+        server = make_server(cfg, poller)
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": cfg.web.listen_address,
+                                          "err": exc.strerror or str(exc)})
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    enabled = [n for n in COLLECTORS if cfg.enabled(n)]
+    log.info("starting netpath-exporter", extra={
+        "version": __version__, "address": cfg.web.listen_address,
+        "telemetry_path": cfg.web.telemetry_path, "poll_interval": cfg.poll_interval,
+        "collectors": ",".join(enabled)})
+    poller.start()
+    serve_in_thread(server)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    poller.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = apply_flags(load_config(args.config_file), args)
+    except ConfigError as exc:
+        print(f"netpath-exporter: {exc}", file=sys.stderr)
+        return 2
+    return run_daemon(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The polling loop: one immutable snapshot per poll, swapped in atomically.
+
+Each poll runs every collector once, in a fixed order, each isolated: one that
+raises is reported with ``netpath_collector_success 0`` while the others are
+served. Its error is logged once when it starts failing and once when it
+recovers, not every poll. The HTTP side only ever reads ``latest`` (a single
+reference, replaced whole), so a scrape never waits for a poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter.collector import Collector, CollectorError
+from exporter.exposition import ExpositionWriter, gzip_bytes
+from exporter.model import MetricFamily
+
+log = logging.getLogger("netpath.poller")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStatus:
+    name: str
+    success: bool
+    duration: float  # seconds
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll read: each collector's data (absent if it failed outright)."""
+
+    data: Mapping[str, object]
+    status: tuple[CollectorStatus, ...]
+    timestamp: float  # Unix time the poll finished
+    duration: float  # seconds
+
+
+@dataclass
+class Snapshot:
+    """A rendered poll: the exposition bytes, gzipped on first demand."""
+
+    poll: PollResult
+    body: bytes
+    _gzip: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def gzipped(self) -> bytes:
+        with self._lock:
+            if self._gzip is None:
+                self._gzip = gzip_bytes(self.body)
+            return self._gzip
+
+
+Factory = Callable[[], Collector]
+Renderer = Callable[[PollResult], list[MetricFamily]]
+
+
+def describe_error(exc: BaseException) -> str:
+    """A collector's own errors speak for themselves; anything else names its type."""
+    if isinstance(exc, CollectorError) and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Slot:
+    """A collector, built lazily so a failing constructor is just a failing poll."""
+
+    def __init__(self, name: str, factory: Factory) -> None:
+        self.name = name
+        self.factory = factory
+        self.collector: Collector | None = None
+        self.last_error = ""
+
+    def collect(self) -> object:
+        if self.collector is None:
+            self.collector = self.factory()
+        return self.collector.collect()
+
+    def close(self) -> None:
+        if self.collector is not None:
+            try:
+                self.collector.close()
+            except Exception:
+                log.warning("closing collector failed", extra={"collector": self.name}, exc_info=True)
+            self.collector = None
+
+
+class Poller:
+    def __init__(
+        self,
+        collectors: Sequence[tuple[str, Factory]],
+        render: Renderer,
+        interval: float,
+    ) -> None:
+        self._slots = [_Slot(name, factory) for name, factory in collectors]
+        self._render = render
+        self._interval = interval
+        self._writer = ExpositionWriter()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.latest: Snapshot | None = None
+        self.polls = 0
+
+    @property
+    def collector_names(self) -> list[str]:
+        return [s.name for s in self._slots]
+
+    def poll_once(self) -> Snapshot:
+        start = time.monotonic()
+        data: dict[str, object] = {}
+        status: list[CollectorStatus] = []
+        for slot in self._slots:
+            t0 = time.monotonic()
+            error = ""
+            try:
+                result = slot.collect()
+            except Exception as exc:
+                error = describe_error(exc)
+                if slot.last_error != error:
+                    log.debug("collector traceback", extra={"collector": slot.name}, exc_info=True)
+            else:
+                data[slot.name] = result
+                partial = getattr(result, "errors", ())
+                if partial:
+                    error = "; ".join(partial)
+            self._log_transition(slot, error)
+            status.append(CollectorStatus(slot.name, not error, time.monotonic() - t0, error))
+        result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
+        body = self._writer.render(self._render(result_poll))
+        snap = Snapshot(result_poll, body)
+        self.latest = snap
+        self.polls += 1
+        self._ready.set()
+        return snap
+
+    def _log_transition(self, slot: _Slot, error: str) -> None:
+        if error and error != slot.last_error:
+            log.error("collector failed", extra={"collector": slot.name, "err": error})
+        elif not error and slot.last_error:
+            log.info("collector recovered", extra={"collector": slot.name})
+        slot.last_error = error
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                # Rendering bugs must not kill the loop; the last snapshot stays served.
+                log.exception("poll failed")
+            next_at += self._interval
+            now = time.monotonic()
+            if next_at < now:
+                skipped = int((now - next_at) // self._interval) + 1
+                log.warning(
+                    "poll took longer than the interval",
+                    extra={"interval": self._interval, "skipped": skipped},
+                )
+                next_at += skipped * self._interval
+            self._stop.wait(next_at - now)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for slot in self._slots:
+            slot.close()

@@ -1,0 +1,160 @@
+"""HTTP: landing page, metrics, health; scrapes only read the latest snapshot."""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+from exporter import __version__
+from exporter.config import Config, parse_listen_address
+from exporter.exposition import CONTENT_TYPE
+from exporter.model import FirewallData
+from exporter.poller import Poller, Snapshot
+
+log = logging.getLogger("netpath.http")
+
+FIRST_POLL_WAIT = 10.0  # a scrape right after start waits this long for the first poll
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], poller: Poller, cfg: Config) -> None:
+        host = address[0]
+        self.address_family = socket.AF_INET6 if ":" in host or host == "" else socket.AF_INET
+        self.poller = poller
+        self.cfg = cfg
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # ":29100" listens on every IPv4 and IPv6 address, like Go's net.Listen.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def make_server(cfg: Config, poller: Poller) -> ExporterHTTPServer:
+    """Bind the listen address; raises OSError (e.g. address in use) before anything starts."""
+    host, port = parse_listen_address(cfg.web.listen_address)
+    if host == "" and not socket.has_ipv6:
+        host = "0.0.0.0"
+    return ExporterHTTPServer((host, port), poller, cfg)
+
+
+def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread
+
+
+def render_landing(cfg: Config, snap: Snapshot | None) -> bytes:
+    path = html.escape(cfg.web.telemetry_path)
+    rows = []
+    backends = ""
+    if snap is not None:
+        for s in snap.poll.status:
+            if not cfg.enabled(s.name):
+                continue
+            state = "ok" if s.success else f"failing: {html.escape(s.error)}"
+            rows.append(
+                f"<tr><td>{html.escape(s.name)}</td><td>{state}</td>"
+                f"<td>{s.duration * 1000:.1f} ms</td></tr>"
+            )
+        fw = snap.poll.data.get("firewall")
+        if isinstance(fw, FirewallData):
+            found = ", ".join(f"{b} ({f})" for f, b in fw.backends) or "none holding rules"
+            backends = f"<p>Firewall backends: {html.escape(found)}</p>"
+    disabled = [n for n in cfg.collectors if not cfg.enabled(n)]
+    off = f"<p>Disabled collectors: {html.escape(', '.join(disabled))}</p>" if disabled else ""
+    table = (
+        "<table><tr><th>collector</th><th>last poll</th><th>duration</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else "<p>The first poll has not finished yet.</p>"
+    )
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>netpath-exporter</title></head>
+<body>
+<h1>netpath-exporter</h1>
+<p>Version {html.escape(__version__)}. The path of container traffic on this host:
+veths, bridges, Docker networks and firewall rule counters.</p>
+<p><a href="{path}">Metrics</a></p>
+{table}
+{off}
+{backends}
+</body></html>
+"""
+    return page.encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ExporterHTTPServer
+    server_version = f"netpath-exporter/{__version__}"
+    protocol_version = "HTTP/1.1"
+    _ALLOWED: ClassVar[str] = "GET, HEAD"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format % args, extra={"client": self.client_address[0]})
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        cfg = self.server.cfg
+        poller = self.server.poller
+        if path == cfg.web.telemetry_path:
+            self._metrics(poller)
+        elif path == "/":
+            self._send(HTTPStatus.OK, render_landing(cfg, poller.latest), "text/html; charset=utf-8")
+        elif path == "/-/healthy":
+            self._send(HTTPStatus.OK, b"OK\n", "text/plain; charset=utf-8")
+        elif path == "/-/ready":
+            if poller.latest is not None:
+                self._send(HTTPStatus.OK, b"Ready\n", "text/plain; charset=utf-8")
+            else:
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"first poll pending\n", "text/plain")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"404 page not found\n", "text/plain; charset=utf-8")
+
+    def _metrics(self, poller: Poller) -> None:
+        snap = poller.latest
+        if snap is None:
+            poller.wait_ready(FIRST_POLL_WAIT)
+            snap = poller.latest
+        if snap is None:
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"first poll pending\n", "text/plain")
+            return
+        accept = self.headers.get("Accept-Encoding", "")
+        if "gzip" in accept:
+            self._send(
+                HTTPStatus.OK,
+                snap.gzipped(),
+                CONTENT_TYPE,
+                {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+            )
+        else:
+            self._send(HTTPStatus.OK, snap.body, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
+
+    def _not_allowed(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain",
+                   {"Allow": self._ALLOWED})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed

@@ -1,0 +1,78 @@
+"""The fast exposition writer must print what prometheus-client's own parser reads back."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.exposition import ExpositionWriter, format_value, gzip_bytes
+from exporter.model import MetricFamily
+
+
+def fam(name: str, samples: list[tuple[tuple[str, ...], float | int]], labels=("a",), typ="counter"):
+    return MetricFamily(name, typ, f"help of {name}", labels, tuple(samples))
+
+
+def parse(body: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for f in text_string_to_metric_families(body.decode()):
+        for s in f.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_round_trip_with_escapes() -> None:
+    nasty = 'a"b\\c\nd -o br-x -j DROP'
+    body = ExpositionWriter().render(
+        [
+            fam("x_total", [((nasty,), 3), (("plain",), 2**62)]),
+            MetricFamily("g", "gauge", "multi\nline \\ help", (), (((), 0.25),)),
+        ]
+    )
+    got = parse(body)
+    assert got["x_total"] == [({"a": nasty}, 3.0), ({"a": "plain"}, float(2**62))]
+    assert got["g"] == [({}, 0.25)]
+    assert b"x_total{a=\"plain\"} 4611686018427387904\n" in body
+
+
+def test_empty_families_are_left_out_and_duplicates_refused() -> None:
+    w = ExpositionWriter()
+    assert w.render([fam("empty_total", [])]) == b""
+    with pytest.raises(ValueError, match="twice"):
+        w.render([fam("d_total", [(("1",), 1)]), fam("d_total", [(("2",), 1)])])
+
+
+def test_prefix_cache_follows_the_series() -> None:
+    w = ExpositionWriter()
+    w.render([fam("c_total", [(("1",), 1), (("2",), 2)])])
+    body = w.render([fam("c_total", [(("2",), 5)])])
+    assert parse(body)["c_total"] == [({"a": "2"}, 5.0)]
+    assert list(w._prefixes) == [("c_total", ("2",))]  # the gone series left the cache
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1, "1"), (0, "0"), (1.5, "1.5"), (2.0, "2"), (float("inf"), "+Inf"), (float("nan"), "NaN"),
+     (1e20, "1e+20"), (-3.0, "-3")],
+)
+def test_format_value(value: float, text: str) -> None:
+    assert format_value(value) == text
+
+
+def test_gzip_level_1_round_trips() -> None:
+    body = b"x 1\n" * 1000
+    assert gzip.decompress(gzip_bytes(body)) == body
+
+
+label_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(st.lists(st.tuples(label_text, st.integers(0, 2**64)), max_size=20, unique_by=lambda t: t[0]))
+def test_any_label_values_parse_back(samples: list[tuple[str, int]]) -> None:
+    body = ExpositionWriter().render([fam("h_total", [((k,), v) for k, v in samples])])
+    got = parse(body).get("h_total", [])
+    assert [(labels["a"], float(v)) for labels, v in got] == [(k, float(v)) for k, v in samples]
