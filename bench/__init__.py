@@ -1,0 +1,1 @@
+"""Benchmarks: build labs in network namespaces and print figures beside the measured floors."""
