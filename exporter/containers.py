@@ -1,0 +1,642 @@
+"""Docker containers and networks, and which host veth belongs to which container.
+
+Reading: :class:`ContainersCollector` talks to the Docker Engine API (the
+``docker`` package). It does a full resync (list + inspect) at start, every
+``resync_interval`` and whenever the daemon comes back; in between a thread
+follows Docker's event stream and only the containers an event named are
+inspected again, so a steady-state poll makes no API call at all.
+
+The join (:func:`build_container_interfaces`) needs no namespace entering: a
+host veth's ``peer_netnsid`` is the id this namespace gave the container's
+network namespace (read once per container from its ``SandboxKey``), and the
+veth's master bridge names the Docker network (``docker0`` is ``bridge``,
+``br-<12 hex of the id>``, or the network's ``com.docker.network.bridge.name``).
+
+Only the compose project and service labels are exported; no other container
+label or environment variable ever becomes a metric label.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from exporter.collector import CollectorError
+from exporter.config import DockerConfig
+from exporter.links import read_netnsid
+from exporter.model import (
+    Container,
+    ContainerEndpoint,
+    DockerData,
+    DockerNetwork,
+    LinksData,
+    LinkStats,
+    MetricFamily,
+    PortBinding,
+)
+
+log = logging.getLogger(__name__)
+
+LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
+LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
+OPTION_BRIDGE_NAME = "com.docker.network.bridge.name"
+# Predefined networks without a veth of their own.
+NO_VETH_NETWORKS = frozenset({"host", "none"})
+
+# Events that change what we export. "die"/"destroy" remove a container
+# without asking Docker; the others re-inspect it.
+CONTAINER_EVENTS = ("start", "die", "destroy", "rename", "create")
+NETWORK_EVENTS = ("connect", "disconnect", "create", "destroy")
+_REMOVE = "remove"
+_INSPECT = "inspect"
+
+# --------------------------------------------------------------------------
+# Parsing (pure): Docker API JSON -> model
+# --------------------------------------------------------------------------
+
+
+def network_bridge(name: str, network_id: str, driver: str, options: Mapping[str, str]) -> str:
+    """The host bridge interface of a Docker network ("" if it is not a bridge network)."""
+    if driver != "bridge":
+        return ""
+    explicit = options.get(OPTION_BRIDGE_NAME, "")
+    if explicit:
+        return explicit
+    if name == "bridge":
+        return "docker0"
+    return f"br-{network_id[:12]}"
+
+
+def _ip_version(cidr: str) -> int:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).version
+    except ValueError:
+        return 9
+
+
+def parse_network(raw: Mapping[str, Any]) -> DockerNetwork:
+    """One item of ``GET /networks`` (or a network inspect) -> DockerNetwork."""
+    name = str(raw.get("Name") or "")
+    net_id = str(raw.get("Id") or raw.get("ID") or "")
+    driver = str(raw.get("Driver") or "")
+    options = {str(k): str(v) for k, v in (raw.get("Options") or {}).items()}
+    ipam = (raw.get("IPAM") or {}).get("Config") or []
+    pools = sorted(
+        (
+            (str(c.get("Subnet") or ""), str(c.get("Gateway") or ""))
+            for c in ipam
+            if c.get("Subnet")
+        ),
+        key=lambda pool: _ip_version(pool[0]),
+    )
+    return DockerNetwork(
+        name=name,
+        id=net_id,
+        driver=driver,
+        bridge=network_bridge(name, net_id, driver, options),
+        subnets=tuple(s for s, _ in pools),
+        gateways=tuple(g for _, g in pools),
+        internal=bool(raw.get("Internal")),
+        enable_ipv6=bool(raw.get("EnableIPv6")),
+        options=options,
+    )
+
+
+def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
+    """``NetworkSettings.Ports`` ({"80/tcp": [{"HostIp", "HostPort"}]}) -> published ports."""
+    out: list[PortBinding] = []
+    for key, bindings in (raw or {}).items():
+        port, _, proto = str(key).partition("/")
+        if not bindings or not port.isdigit():
+            continue
+        for b in bindings:
+            host_port = str(b.get("HostPort") or "")
+            if not host_port.isdigit():
+                continue
+            out.append(
+                PortBinding(
+                    protocol=proto or "tcp",
+                    container_port=int(port),
+                    host_ip=str(b.get("HostIp") or ""),
+                    host_port=int(host_port),
+                )
+            )
+    return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port)))
+
+
+def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Container:
+    """``GET /containers/ID/json`` -> Container (compose labels only, nothing else)."""
+    config = raw.get("Config") or {}
+    labels = config.get("Labels") or {}
+    settings = raw.get("NetworkSettings") or {}
+    mode = str((raw.get("HostConfig") or {}).get("NetworkMode") or "")
+    if mode in ("", "default"):
+        mode = "bridge"
+    endpoints = tuple(
+        ContainerEndpoint(
+            network=str(name),
+            network_id=str(ep.get("NetworkID") or ""),
+            ip=str(ep.get("IPAddress") or ""),
+            ipv6=str(ep.get("GlobalIPv6Address") or ""),
+            mac=str(ep.get("MacAddress") or ""),
+            gateway=str(ep.get("Gateway") or ""),
+        )
+        for name, ep in sorted((settings.get("Networks") or {}).items())
+        if name not in NO_VETH_NETWORKS and ep is not None
+    )
+    return Container(
+        id=str(raw.get("Id") or ""),
+        name=str(raw.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or raw.get("Image") or ""),
+        compose_project=str(labels.get(LABEL_COMPOSE_PROJECT) or ""),
+        compose_service=str(labels.get(LABEL_COMPOSE_SERVICE) or ""),
+        network_mode=mode,
+        netns_id=netns_id,
+        endpoints=endpoints,
+        ports=parse_ports(settings.get("Ports")),
+    )
+
+
+def container_running(raw: Mapping[str, Any]) -> bool:
+    return bool((raw.get("State") or {}).get("Running"))
+
+
+def netns_paths(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where a container's network namespace can be opened: SandboxKey, then /proc/PID/ns/net."""
+    paths: list[str] = []
+    key = str((raw.get("NetworkSettings") or {}).get("SandboxKey") or "")
+    if key:
+        paths.append(key)
+    pid = (raw.get("State") or {}).get("Pid") or 0
+    if isinstance(pid, int) and pid > 0:
+        paths.append(f"/proc/{pid}/ns/net")
+    return tuple(paths)
+
+
+def has_own_netns(container: Container) -> bool:
+    """True if the container has veths of its own (not host, none or another's namespace)."""
+    if container.network_mode in NO_VETH_NETWORKS or container.network_mode.startswith(
+        "container:"
+    ):
+        return False
+    return bool(container.endpoints)
+
+
+def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A Docker event -> (container id, "remove" | "inspect"), ("", "networks"), or None."""
+    kind = event.get("Type")
+    action = str(event.get("Action") or event.get("status") or "")
+    actor = event.get("Actor") or {}
+    if kind == "container":
+        cid = str(actor.get("ID") or event.get("id") or "")
+        if not cid or action not in CONTAINER_EVENTS:
+            return None
+        return cid, _REMOVE if action in ("die", "destroy") else _INSPECT
+    if kind == "network":
+        if action in ("create", "destroy"):
+            return "", "networks"
+        if action in ("connect", "disconnect"):
+            cid = str((actor.get("Attributes") or {}).get("container") or "")
+            return (cid, _INSPECT) if cid else None
+    return None
+
+
+# --------------------------------------------------------------------------
+# The join (pure)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInterface:
+    """One host veth of a container, with the network its bridge belongs to."""
+
+    container: Container
+    interface: str  # host-side veth name
+    ifindex: int
+    bridge: str  # master bridge name, "" if none
+    network: str  # Docker network name, "" if the bridge is no known network
+    network_id: str
+    ip: str  # the container's address on that network ("" if unknown)
+    mac: str  # the container's MAC on that network
+    stats: LinkStats | None  # host perspective (as the veth counts)
+
+
+def build_container_interfaces(
+    docker: DockerData, links: LinksData
+) -> tuple[ContainerInterface, ...]:
+    """Every host veth whose peer lives in a running container's network namespace."""
+    by_nsid: dict[int, Container] = {}
+    for ctr in docker.containers:
+        if ctr.netns_id is not None and has_own_netns(ctr):
+            by_nsid.setdefault(ctr.netns_id, ctr)
+    if not by_nsid:
+        return ()
+    names = {link.index: link.name for link in links.links}
+    by_bridge = {net.bridge: net for net in docker.networks if net.bridge}
+    out: list[ContainerInterface] = []
+    for link in links.links:
+        if link.kind != "veth" or link.peer_netnsid is None:
+            continue
+        owner = by_nsid.get(link.peer_netnsid)
+        if owner is None:
+            continue
+        bridge = names.get(link.master, "") if link.master is not None else ""
+        net = by_bridge.get(bridge)
+        endpoint = _endpoint(owner, net)
+        out.append(
+            ContainerInterface(
+                container=owner,
+                interface=link.name,
+                ifindex=link.index,
+                bridge=bridge,
+                network=net.name if net else (endpoint.network if endpoint else ""),
+                network_id=net.id if net else (endpoint.network_id if endpoint else ""),
+                ip=endpoint.ip if endpoint else "",
+                mac=endpoint.mac if endpoint else "",
+                stats=links.stats.get(link.index),
+            )
+        )
+    out.sort(key=lambda ci: (ci.container.name, ci.network, ci.interface))
+    return tuple(out)
+
+
+def _endpoint(ctr: Container, net: DockerNetwork | None) -> ContainerEndpoint | None:
+    if net is not None:
+        for ep in ctr.endpoints:
+            if ep.network_id == net.id or (not ep.network_id and ep.network == net.name):
+                return ep
+        return None
+    # A veth on no known network: only unambiguous if the container has one endpoint.
+    return ctr.endpoints[0] if len(ctr.endpoints) == 1 else None
+
+
+# --------------------------------------------------------------------------
+# Rendering (pure)
+# --------------------------------------------------------------------------
+
+# Container perspective: what the container receives is what its host veth transmits.
+_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("receive_bytes", "tx_bytes", "Bytes the container received on this network."),
+    ("receive_packets", "tx_packets", "Packets the container received on this network."),
+    ("receive_errors", "tx_errors", "Errors on the host veth transmitting to the container."),
+    ("receive_dropped", "tx_dropped", "Packets dropped on their way into the container."),
+    ("transmit_bytes", "rx_bytes", "Bytes the container transmitted on this network."),
+    ("transmit_packets", "rx_packets", "Packets the container transmitted on this network."),
+    ("transmit_errors", "rx_errors", "Errors on the host veth receiving from the container."),
+    ("transmit_dropped", "rx_dropped", "Packets from the container dropped by its host veth."),
+)
+
+
+def render_containers(docker: DockerData, links: LinksData | None) -> list[MetricFamily]:
+    """``netpath_container_*`` and ``netpath_network_info``; counters need ``links``.
+
+    Containers on ``host``/``none`` (or without a veth found) get ``_info`` only.
+    A network's ``subnet``/``gateway`` are its first pool's (IPv4 before IPv6).
+    """
+    info = tuple(
+        (
+            (c.name, c.id[:12], c.image, c.compose_project, c.compose_service),
+            1,
+        )
+        for c in docker.containers
+    )
+    families = [
+        MetricFamily(
+            "netpath_container_info",
+            "gauge",
+            "Running Docker containers (value 1).",
+            ("container", "container_id", "image", "compose_project", "compose_service"),
+            info,
+        )
+    ]
+    interfaces = build_container_interfaces(docker, links) if links is not None else ()
+    families.append(
+        MetricFamily(
+            "netpath_container_interface_info",
+            "gauge",
+            "A container's host-side veth, its bridge and Docker network (value 1).",
+            ("container", "container_id", "network", "bridge", "interface", "ip", "mac"),
+            tuple(
+                (
+                    (
+                        ci.container.name,
+                        ci.container.id[:12],
+                        ci.network,
+                        ci.bridge,
+                        ci.interface,
+                        ci.ip,
+                        ci.mac,
+                    ),
+                    1,
+                )
+                for ci in interfaces
+            ),
+        )
+    )
+    with_stats = [ci for ci in interfaces if ci.stats is not None]
+    for suffix, field_name, text in _COUNTERS:
+        families.append(
+            MetricFamily(
+                f"netpath_container_network_{suffix}_total",
+                "counter",
+                f"{text} Container perspective: receive is what its host veth transmitted.",
+                ("container", "network", "interface"),
+                tuple(
+                    (
+                        (ci.container.name, ci.network, ci.interface),
+                        getattr(ci.stats, field_name),
+                    )
+                    for ci in with_stats
+                ),
+            )
+        )
+    families.append(
+        MetricFamily(
+            "netpath_network_info",
+            "gauge",
+            "Docker networks (value 1); subnet and gateway of the first pool, IPv4 first.",
+            ("network", "network_id", "bridge", "driver", "subnet", "gateway", "internal"),
+            tuple(
+                (
+                    (
+                        n.name,
+                        n.id[:12],
+                        n.bridge,
+                        n.driver,
+                        n.subnets[0] if n.subnets else "",
+                        n.gateways[0] if n.gateways else "",
+                        "true" if n.internal else "false",
+                    ),
+                    1,
+                )
+                for n in docker.networks
+            ),
+        )
+    )
+    return families
+
+
+# --------------------------------------------------------------------------
+# Reading (Docker API)
+# --------------------------------------------------------------------------
+
+
+class _EventFollower:
+    """A thread reading one Docker event stream, noting what must be re-read."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._pending: dict[str, str] = {}
+        self._networks_changed = False
+        self.alive = True
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._stream:
+                if isinstance(event, Mapping):
+                    self._note(event)
+            self.error = "the event stream ended"
+        except Exception as exc:  # the stream dies with the daemon, in many ways
+            self.error = f"the event stream failed: {exc}"
+        finally:
+            self.alive = False
+
+    def _note(self, event: Mapping[str, Any]) -> None:
+        parsed = parse_event(event)
+        if parsed is None:
+            return
+        cid, what = parsed
+        with self._lock:
+            if what == "networks":
+                self._networks_changed = True
+            else:
+                self._pending[cid] = what
+
+    def take(self) -> tuple[dict[str, str], bool]:
+        """What events asked for since the last call: ({container id: action}, networks changed)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            networks, self._networks_changed = self._networks_changed, False
+        return pending, networks
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except Exception as exc:  # closing a dead socket may fail; nothing to do about it
+            log.debug("closing the Docker event stream: %s", exc)
+        self._thread.join(timeout=2)
+
+
+class ContainersCollector:
+    """Running containers and networks, kept current by Docker's event stream.
+
+    ``api_calls`` counts Docker API requests made so far (for benchmarks).
+    """
+
+    name = "containers"
+
+    def __init__(
+        self,
+        cfg: DockerConfig,
+        *,
+        netnsid_reader: Callable[[str], int | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._host = cfg.resolved_host()
+        self._read_netnsid = netnsid_reader or read_netnsid
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._events: _EventFollower | None = None
+        self._version = ""
+        self._containers: dict[str, Container] = {}
+        self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of containers lacking an nsid
+        self._networks: dict[str, DockerNetwork] = {}
+        self._last_resync = -math.inf
+        self._data: DockerData | None = None
+        self.api_calls = 0
+        self.resyncs = 0
+
+    # -- public -----------------------------------------------------------
+
+    def collect(self) -> DockerData:
+        with self._lock:
+            try:
+                return self._collect()
+            except CollectorError:
+                raise
+            except Exception as exc:
+                if not _is_connection_error(exc):
+                    raise
+                self._disconnect()
+                raise CollectorError(f"cannot reach Docker at {self._host}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    # -- one poll ---------------------------------------------------------
+
+    def _collect(self) -> DockerData:
+        events = self._events
+        if self._client is None or events is None or not events.alive:
+            if events is not None and not events.alive:
+                log.info("lost Docker events (%s); reconnecting", events.error)
+            self._connect()
+        elif self._clock() - self._last_resync >= self._cfg.resync_interval:
+            self._resync()
+        else:
+            pending, networks_changed = events.take()
+            if networks_changed:
+                self._networks = self._read_networks()
+                self._data = None
+            for cid, action in pending.items():
+                if action == _REMOVE:
+                    self._forget(cid)
+                else:
+                    self._refresh(cid)
+        self._retry_netnsids()
+        if self._data is None:
+            self._data = DockerData(
+                version=self._version,
+                containers=tuple(sorted(self._containers.values(), key=lambda c: c.name)),
+                networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
+            )
+        return self._data
+
+    def _connect(self) -> None:
+        import docker  # noqa: PLC0415 - heavy; only the containers collector needs it
+
+        self._disconnect()
+        self.api_calls += 1  # the client asks for the API version
+        client = docker.DockerClient(base_url=self._host, timeout=self._cfg.timeout)
+        try:
+            self._version = str(self._call(client.api.version).get("Version", ""))
+            filters = {
+                "type": ["container", "network"],
+                "event": sorted(set(CONTAINER_EVENTS) | set(NETWORK_EVENTS)),
+            }
+            stream = self._call(client.api.events, decode=True, filters=filters)
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        self._events = _EventFollower(stream)
+        self._resync()
+        log.info("connected to Docker %s at %s", self._version, self._host)
+
+    def _disconnect(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception as exc:
+                log.debug("closing the Docker client: %s", exc)
+            self._client = None
+
+    def _resync(self) -> None:
+        """List and inspect everything; events seen so far are covered by it."""
+        assert self._events is not None
+        self._events.take()
+        networks = self._read_networks()
+        listed = self._call(self._client.api.containers, all=False)
+        containers: dict[str, Container] = {}
+        self._paths = {}
+        for item in listed:
+            cid = str(item.get("Id") or "")
+            ctr = self._inspect(cid) if cid else None
+            if ctr is not None:
+                containers[cid] = ctr
+        self._networks = networks
+        self._containers = containers
+        self._last_resync = self._clock()
+        self._data = None
+        self.resyncs += 1
+
+    def _read_networks(self) -> dict[str, DockerNetwork]:
+        nets = (parse_network(raw) for raw in self._call(self._client.api.networks))
+        return {n.id: n for n in nets}
+
+    def _inspect(self, cid: str) -> Container | None:
+        """Inspect one container; None if it is gone or not running."""
+        import docker.errors  # noqa: PLC0415
+
+        try:
+            raw = self._call(self._client.api.inspect_container, cid)
+        except docker.errors.NotFound:
+            return None
+        if not container_running(raw):
+            return None
+        ctr = parse_container(raw)
+        if has_own_netns(ctr):
+            paths = netns_paths(raw)
+            nsid = self._netns_id(paths)
+            if nsid is None:
+                self._paths[ctr.id] = paths
+            else:
+                ctr = replace(ctr, netns_id=nsid)
+        return ctr
+
+    def _refresh(self, cid: str) -> None:
+        self._paths.pop(cid, None)
+        ctr = self._inspect(cid)
+        if ctr is None:
+            self._forget(cid)
+        else:
+            self._containers[ctr.id] = ctr
+            self._data = None
+
+    def _forget(self, cid: str) -> None:
+        self._paths.pop(cid, None)
+        if self._containers.pop(cid, None) is not None:
+            self._data = None
+
+    def _netns_id(self, paths: Iterable[str]) -> int | None:
+        for path in paths:
+            try:
+                nsid = self._read_netnsid(path)
+            except OSError:
+                continue
+            if nsid is not None:
+                return nsid
+        return None
+
+    def _retry_netnsids(self) -> None:
+        """The kernel names a namespace only once asked or a link refers to it: ask again."""
+        for cid, paths in list(self._paths.items()):
+            ctr = self._containers.get(cid)
+            if ctr is None:
+                del self._paths[cid]
+                continue
+            nsid = self._netns_id(paths)
+            if nsid is not None:
+                self._containers[cid] = replace(ctr, netns_id=nsid)
+                del self._paths[cid]
+                self._data = None
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.api_calls += 1
+        return fn(*args, **kwargs)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Errors that mean Docker is absent, stopped, slow or broken (not a bug here)."""
+    import docker.errors  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
+    return isinstance(
+        exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError
+    )
