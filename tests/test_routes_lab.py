@@ -1,0 +1,58 @@
+"""Routes read inside a lab host: the bridge routes and the default routes appear."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lab
+import pytest
+from test_links_lab import Agent
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def host() -> Iterator[lab.Netns]:
+    lab.need_root()
+    with lab.netns("rth") as ns, lab.netns("rtu") as up:
+        lab.add_bridge(ns, "br0", "10.79.0.1/24", "fd79::1/64")
+        # an uplink to an "upstream" namespace, like a host's NIC
+        ns.ip("link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", up.path)
+        ns.exec("sysctl", "-q", "-w", "net.ipv6.conf.up0.accept_dad=0")
+        ns.ip("addr", "add", "10.250.0.2/24", "dev", "up0")
+        ns.ip("-6", "addr", "add", "fd25::2/64", "dev", "up0", "nodad")
+        ns.ip("link", "set", "up0", "up")
+        ns.ip("route", "add", "default", "via", "10.250.0.1", "dev", "up0")
+        ns.ip("-6", "route", "add", "default", "via", "fd25::1", "dev", "up0")
+        yield ns
+
+
+@pytest.fixture
+def agent(host: lab.Netns) -> Iterator[Agent]:
+    a = Agent(host)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def test_bridge_and_default_routes(host: lab.Netns, agent: Agent) -> None:
+    routes = agent.ask("read_routes")
+    assert routes[:2] == [
+        {"destination": "default", "interface": "up0", "gateway": "10.250.0.1"},
+        {"destination": "default", "interface": "up0", "gateway": "fd25::1"},
+    ]
+    got = {(r["destination"], r["interface"], r["gateway"]) for r in routes}
+    assert ("10.79.0.0/24", "br0", "") in got
+    assert ("fd79::/64", "br0", "") in got
+    assert not any(r[1] == "up0" and r[0] != "default" for r in got)  # up0 is not a bridge
+
+
+def test_collector_sees_a_new_bridge_route(host: lab.Netns, agent: Agent) -> None:
+    before = agent.ask("routes")
+    assert agent.ask("routes") == before
+    host.ip("route", "add", "10.80.0.0/16", "via", "10.79.0.9", "dev", "br0")
+    after = agent.ask("routes")
+    assert {"destination": "10.80.0.0/16", "interface": "br0", "gateway": "10.79.0.9"} in after
+    host.ip("route", "del", "default", "via", "10.250.0.1")
+    assert all(r["gateway"] != "10.250.0.1" for r in agent.ask("routes"))
