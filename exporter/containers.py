@@ -440,7 +440,10 @@ class _EventFollower:
 class ContainersCollector:
     """Running containers and networks, kept current by Docker's event stream.
 
-    ``api_calls`` counts Docker API requests made so far (for benchmarks).
+    ``netnsid_reader`` (default :func:`exporter.links.read_netnsid`) and
+    ``client_factory`` (default: a ``docker.DockerClient`` for ``cfg``) are
+    seams for tests. ``api_calls`` counts Docker API requests made so far and
+    ``resyncs`` the full resyncs (for tests and benchmarks).
     """
 
     name = "containers"
@@ -450,11 +453,13 @@ class ContainersCollector:
         cfg: DockerConfig,
         *,
         netnsid_reader: Callable[[str], int | None] | None = None,
+        client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cfg = cfg
         self._host = cfg.resolved_host()
         self._read_netnsid = netnsid_reader or read_netnsid
+        self._client_factory = client_factory or self._docker_client
         self._clock = clock
         self._lock = threading.Lock()
         self._client: Any = None
@@ -481,6 +486,11 @@ class ContainersCollector:
                     raise
                 self._disconnect()
                 raise CollectorError(f"cannot reach Docker at {self._host}: {exc}") from exc
+
+    @property
+    def following_events(self) -> bool:
+        """True while connected and the event stream is alive."""
+        return self._events is not None and self._events.alive
 
     def close(self) -> None:
         with self._lock:
@@ -515,12 +525,15 @@ class ContainersCollector:
             )
         return self._data
 
-    def _connect(self) -> None:
+    def _docker_client(self) -> Any:
         import docker  # noqa: PLC0415 - heavy; only the containers collector needs it
 
-        self._disconnect()
         self.api_calls += 1  # the client asks for the API version
-        client = docker.DockerClient(base_url=self._host, timeout=self._cfg.timeout)
+        return docker.DockerClient(base_url=self._host, timeout=self._cfg.timeout)
+
+    def _connect(self) -> None:
+        self._disconnect()
+        client = self._client_factory()
         try:
             self._version = str(self._call(client.api.version).get("Version", ""))
             filters = {
