@@ -121,6 +121,8 @@ class DockerLab:
         self._proc: subprocess.Popen[bytes] | None = None
         self._netns_made = False
         self.image_imported = False
+        # The root namespace's rules before this lab's dockerd first started.
+        self.root_rules_before: dict[str, str] | None = None
 
     # -- environment ------------------------------------------------------
 
@@ -150,6 +152,8 @@ class DockerLab:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start dockerd (making the namespace first if needed); wait until it answers."""
+        if self.root_rules_before is None:
+            self.root_rules_before = root_iptables_rules()
         if not self._netns_made:
             self.netns.create()
             self._netns_made = True
