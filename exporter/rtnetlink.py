@@ -15,6 +15,8 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from exporter.model import LinkStats
 
@@ -52,6 +54,8 @@ _ERRNO = struct.Struct("=i")
 # struct rtnl_link_stats64 (uapi linux/if_link.h) starts with these eight u64:
 # rx_packets, tx_packets, rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped
 _STATS64_HEAD = struct.Struct("=8Q")
+# nlmsghdr + if_stats_msg + nlattr + the eight u64 above, in one unpack
+_FAST_STATS = struct.Struct("=IHHII4xIIHH8Q")
 
 _RECV_SIZE = 1 << 16
 _RCVBUF = 1 << 20
@@ -61,11 +65,16 @@ class NetlinkError(OSError):
     """The kernel answered a request with an error."""
 
 
+Buffer = bytes | bytearray | memoryview
+
+
 def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def parse_stats_messages(data: bytes, seq: int | None = None) -> tuple[dict[int, LinkStats], bool]:
+def parse_stats_messages(
+    data: Buffer, seq: int | None = None, previous: Mapping[int, LinkStats] | None = None
+) -> tuple[dict[int, LinkStats], bool]:
     """Turn received RTM_NEWSTATS messages into counters by ifindex.
 
     ``data`` is one or more netlink datagrams as received (concatenated).
@@ -73,16 +82,48 @@ def parse_stats_messages(data: bytes, seq: int | None = None) -> tuple[dict[int,
     sequence number differs from ``seq`` (when given) are ignored; an
     NLMSG_ERROR raises :class:`NetlinkError`; an interrupted dump
     (NLM_F_DUMP_INTR) raises ``InterruptedError`` so the caller retries.
+    An interface whose counters equal those in ``previous`` gets that same
+    object back (building a frozen dataclass costs more than parsing).
     """
     stats: dict[int, LinkStats] = {}
     done = False
-    unpack_hdr = _NLMSGHDR.unpack_from
-    unpack_attr = _NLATTR.unpack_from
-    unpack_counters = _STATS64_HEAD.unpack_from
+    fast = _FAST_STATS.unpack_from
+    fast_size = _FAST_STATS.size
+    prev = previous or {}
     end = len(data)
     off = 0
     while off + 16 <= end:
-        length, mtype, flags, mseq, _pid = unpack_hdr(data, off)
+        if off + fast_size <= end:
+            # The usual message: header, if_stats_msg, IFLA_STATS_LINK_64 first.
+            (length, mtype, flags, mseq, _pid, ifindex, _mask, alen, atype,
+             rxp, txp, rxb, txb, rxe, txe, rxd, txd) = fast(data, off)  # fmt: skip
+            if (
+                mtype == RTM_NEWSTATS
+                and atype & 0x3FFF == IFLA_STATS_LINK_64
+                and alen >= 68
+                and fast_size <= length
+                and off + length <= end
+                and not flags & NLM_F_DUMP_INTR
+                and (seq is None or mseq == seq)
+            ):
+                old = prev.get(ifindex)
+                if (
+                    old is not None
+                    and old.rx_packets == rxp
+                    and old.tx_packets == txp
+                    and old.rx_bytes == rxb
+                    and old.tx_bytes == txb
+                    and old.rx_errors == rxe
+                    and old.tx_errors == txe
+                    and old.rx_dropped == rxd
+                    and old.tx_dropped == txd
+                ):
+                    stats[ifindex] = old
+                else:
+                    stats[ifindex] = LinkStats(rxb, rxp, rxe, rxd, txb, txp, txe, txd)
+                off += (length + 3) & ~3
+                continue
+        length, mtype, flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
         if length < 16 or off + length > end:
             raise ValueError(f"truncated netlink message at offset {off}")
         if seq is not None and mseq != seq:
@@ -97,25 +138,15 @@ def parse_stats_messages(data: bytes, seq: int | None = None) -> tuple[dict[int,
             if err:
                 raise NetlinkError(-err, os.strerror(-err))
         elif mtype == RTM_NEWSTATS:
-            _fam, _p1, _p2, ifindex, _mask = _IF_STATS_MSG.unpack_from(data, off + 16)
-            a = off + 16 + 12
-            msg_end = off + length
-            while a + 4 <= msg_end:
-                alen, atype = unpack_attr(data, a)
+            ifindex = _IF_STATS_MSG.unpack_from(data, off + 16)[3]
+            a = off + 16 + _IF_STATS_MSG.size
+            while a + 4 <= off + length:
+                alen, atype = _NLATTR.unpack_from(data, a)
                 if alen < 4:
                     break
                 if atype & 0x3FFF == IFLA_STATS_LINK_64 and alen >= 4 + 64:
-                    rxp, txp, rxb, txb, rxe, txe, rxd, txd = unpack_counters(data, a + 4)
-                    stats[ifindex] = LinkStats(
-                        rx_bytes=rxb,
-                        rx_packets=rxp,
-                        rx_errors=rxe,
-                        rx_dropped=rxd,
-                        tx_bytes=txb,
-                        tx_packets=txp,
-                        tx_errors=txe,
-                        tx_dropped=txd,
-                    )
+                    rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64_HEAD.unpack_from(data, a + 4)
+                    stats[ifindex] = LinkStats(rxb, rxp, rxe, rxd, txb, txp, txe, txd)
                     break
                 a += _align(alen)
         off += _align(length)
@@ -143,7 +174,7 @@ def build_link_dump_request(seq: int, kind: str | None = None) -> bytes:
     return hdr + body
 
 
-def parse_link_names(data: bytes, seq: int | None = None) -> tuple[dict[int, str], bool]:
+def parse_link_names(data: Buffer, seq: int | None = None) -> tuple[dict[int, str], bool]:
     """RTM_NEWLINK messages -> {ifindex: name}, and whether NLMSG_DONE was seen."""
     names: dict[int, str] = {}
     done = False
@@ -179,12 +210,17 @@ def parse_link_names(data: bytes, seq: int | None = None) -> tuple[dict[int, str
     return names, done
 
 
-class _Requester:
-    """One NETLINK_ROUTE socket for request/dump round trips."""
+_T = TypeVar("_T")
+Parser = Callable[[Buffer, int], tuple[dict[int, _T], bool]]
 
-    def __init__(self) -> None:
+
+class _Requester:
+    """One NETLINK_ROUTE socket for dump round trips, parsing each datagram as it arrives."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
         self._sock: socket.socket | None = None
         self._seq = 0
+        self._timeout = timeout
         self._buf = bytearray(_RECV_SIZE)
 
     def _socket(self) -> socket.socket:
@@ -195,36 +231,52 @@ class _Requester:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
                 sock.bind((0, 0))
+                sock.settimeout(self._timeout)
             except OSError:
                 sock.close()
                 raise
             self._sock = sock
         return self._sock
 
-    def dump(self, request: bytes) -> bytes:
-        """Send a dump request (its seq field is overwritten) and return all replies."""
+    def dump(
+        self, request: bytes, parse: Parser[_T], retries: int = 3, raw: list[bytes] | None = None
+    ) -> dict[int, _T]:
+        """Send a dump request (its seq field is set here) and merge the parsed replies.
+
+        An interrupted dump is retried up to ``retries`` times. When ``raw`` is
+        given, the received datagrams are appended to it.
+        """
+        for attempt in range(retries + 1):
+            try:
+                return self._dump_once(request, parse, raw)
+            except InterruptedError:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _dump_once(
+        self, request: bytes, parse: Parser[_T], raw: list[bytes] | None
+    ) -> dict[int, _T]:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         seq = self._seq
         sock = self._socket()
+        result: dict[int, _T] = {}
+        view = memoryview(self._buf)
         try:
             sock.send(request[:8] + struct.pack("=I", seq) + request[12:])
-            chunks: list[bytes] = []
-            view = memoryview(self._buf)
             while True:
                 n = sock.recv_into(self._buf)
                 if n == 0:
                     raise NetlinkError(errno.EIO, "netlink socket closed")
-                chunk = bytes(view[:n])
-                chunks.append(chunk)
-                if _ends_dump(chunk, seq):
-                    return b"".join(chunks)
+                if raw is not None:
+                    raw.append(bytes(view[:n]))
+                part, done = parse(view[:n], seq)
+                result.update(part)
+                if done:
+                    return result
         except BaseException:
-            self.close()  # leftover replies would confuse the next round trip
+            self.close()  # the rest of the dump would confuse the next round trip
             raise
-
-    @property
-    def seq(self) -> int:
-        return self._seq
 
     def close(self) -> None:
         if self._sock is not None:
@@ -232,43 +284,28 @@ class _Requester:
             self._sock = None
 
 
-def _ends_dump(chunk: bytes, seq: int) -> bool:
-    """Whether this datagram carries the end of dump ``seq`` (DONE or ERROR)."""
-    off = 0
-    end = len(chunk)
-    while off + 16 <= end:
-        length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(chunk, off)
-        if length < 16:
-            return True  # malformed: stop reading, the parser reports it
-        if mseq == seq and mtype in (NLMSG_DONE, NLMSG_ERROR):
-            return True
-        off += _align(length)
-    return False
-
-
 class StatsReader:
     """Reads every interface's counters with one RTM_GETSTATS dump per call."""
 
-    def __init__(self, retries: int = 3) -> None:
+    def __init__(self) -> None:
         self._req = _Requester()
-        self._retries = retries
+        self._previous: dict[int, LinkStats] = {}
+        self._request = build_stats_request(0)
+
+    def _parse(self, data: Buffer, seq: int) -> tuple[dict[int, LinkStats], bool]:
+        return parse_stats_messages(data, seq, self._previous)
 
     def read(self) -> dict[int, LinkStats]:
         """{ifindex: LinkStats} for every interface of this process's network namespace."""
-        for attempt in range(self._retries + 1):
-            data = self._req.dump(build_stats_request(0))
-            try:
-                stats, _done = parse_stats_messages(data, self._req.seq)
-            except InterruptedError:
-                if attempt == self._retries:
-                    raise
-                continue
-            return stats
-        raise AssertionError("unreachable")
+        stats = self._req.dump(self._request, self._parse)
+        self._previous = stats
+        return stats
 
     def read_raw(self) -> bytes:
         """The received bytes of one dump (for capturing fixtures)."""
-        return self._req.dump(build_stats_request(0))
+        raw: list[bytes] = []
+        self._req.dump(self._request, self._parse, raw=raw)
+        return b"".join(raw)
 
     def close(self) -> None:
         self._req.close()
@@ -287,16 +324,20 @@ def read_link_names(kind: str | None = None) -> dict[int, str]:
     """{ifindex: name} of the interfaces of one kind ("bridge", ...), or of all."""
     req = _Requester()
     try:
-        for attempt in range(4):
-            data = req.dump(build_link_dump_request(0, kind))
-            try:
-                return parse_link_names(data, req.seq)[0]
-            except InterruptedError:
-                if attempt == 3:
-                    raise
-        raise AssertionError("unreachable")
+        return req.dump(build_link_dump_request(0, kind), parse_link_names)
     finally:
         req.close()
+
+
+def read_link_dump_raw(kind: str | None = None) -> bytes:
+    """The received bytes of one RTM_GETLINK dump (for capturing fixtures)."""
+    req = _Requester()
+    raw: list[bytes] = []
+    try:
+        req.dump(build_link_dump_request(0, kind), parse_link_names, raw=raw)
+    finally:
+        req.close()
+    return b"".join(raw)
 
 
 class ChangeMonitor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -57,6 +58,37 @@ def test_parse_stats_in_pieces_equals_whole() -> None:
     for msg in _split(data):
         merged.update(rtnetlink.parse_stats_messages(msg)[0])
     assert merged == rtnetlink.parse_stats_messages(data)[0]
+
+
+def test_parse_stats_reuses_unchanged_objects() -> None:
+    data = (FIXTURES / "stats-dump.bin").read_bytes()
+    first, _ = rtnetlink.parse_stats_messages(data)
+    again, _ = rtnetlink.parse_stats_messages(data, previous=first)
+    assert again == first
+    assert all(again[i] is first[i] for i in first)
+    moved = {i: dataclasses.replace(s, tx_dropped=s.tx_dropped + 1) for i, s in first.items()}
+    fresh, _ = rtnetlink.parse_stats_messages(data, previous=moved)
+    assert fresh == first
+    assert all(fresh[i] is not moved[i] for i in first)
+
+
+def test_parse_stats_attribute_not_first() -> None:
+    """The general path: a pad attribute before IFLA_STATS_LINK_64 (as on some architectures)."""
+    data = (FIXTURES / "stats-dump.bin").read_bytes()
+    out = b""
+    for raw in _split(data):
+        msg = raw
+        length, mtype, flags, seq, pid = struct.unpack_from("=IHHII", msg)
+        if mtype == rtnetlink.RTM_NEWSTATS:
+            pad = struct.pack("=HH", 4, 0)
+            msg = (
+                struct.pack("=IHHII", length + 4, mtype, flags, seq, pid)
+                + msg[16:28]
+                + pad
+                + msg[28:]
+            )
+        out += msg + b"\0" * (-len(msg) % 4)
+    assert rtnetlink.parse_stats_messages(out) == rtnetlink.parse_stats_messages(data)
 
 
 def test_parse_stats_kernel_error_raises() -> None:

@@ -1,0 +1,200 @@
+"""Links collector cost on a fake Docker host: 1000 veths on 10 bridges.
+
+Builds a lab host namespace with 10 bridges and 1000 veth pairs whose peer ends
+live in "container" namespaces, then, inside the lab host, times (median of
+runs, wall and CPU) the raw RTM_GETSTATS dump, LinksCollector.collect() in
+steady state and one pyroute2 topology read, beside the floors of
+docs performance.md. Everything is torn down at the end.
+
+    .venv/bin/python -m bench links [--veths 1000] [--bridges 10] [--peer-namespaces 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+FLOORS = {
+    "stats_kernel": 0.29,
+    "stats_python": 0.6,
+    "pyroute2_get_links": 420.0,
+}
+
+MEASURE = r"""
+import json, statistics, sys, time
+from exporter import links, rtnetlink
+
+def timed(fn, runs):
+    walls, cpus = [], []
+    for _ in range(runs):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        cpus.append((time.process_time() - c) * 1000)
+        walls.append((time.perf_counter() - w) * 1000)
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "runs": runs}
+
+out = {}
+import struct
+def tail_only(buf, seq):  # no parsing: is the last message NLMSG_DONE?
+    n = len(buf)
+    return {}, n >= 20 and struct.unpack_from("=IHHI", buf, n - 20)[:2] == (20, 3)
+req = rtnetlink._Requester()
+request = rtnetlink.build_stats_request(0)
+out["stats_recv"] = timed(lambda: req.dump(request, tail_only), 200)
+req.close()
+reader = rtnetlink.StatsReader()
+out["n_stats"] = len(reader.read())
+out["stats_parse"] = timed(reader.read, 200)
+data = reader.read_raw()
+out["parse_cold"] = timed(lambda: rtnetlink.parse_stats_messages(data), 200)
+reader.close()
+
+collector = links.LinksCollector()
+collector.collect()
+deadline = time.monotonic() + 30
+while True:  # settle: late carrier/operstate events re-read the topology once more
+    reads = collector.topology_reads
+    collector.collect()
+    if collector.topology_reads == reads or time.monotonic() > deadline:
+        break
+reads = collector.topology_reads
+out["collect"] = timed(collector.collect, 100)
+out["collect_topology_reads"] = collector.topology_reads - reads
+out["n_links"] = len(collector.collect().links)
+collector.close()
+
+out["topology"] = timed(links.read_topology, int(sys.argv[1]))
+out["routes"] = timed(links.read_routes, 3)
+print(json.dumps(out))
+"""
+
+
+def sh(cmd: list[str], *, input: str | None = None) -> str:
+    proc = subprocess.run(
+        cmd, check=False, input=input, capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[:2000]}")
+    return proc.stdout
+
+
+def build(host: str, peers: list[str], veths: int, bridges: int) -> None:
+    """The lab host's bridges and veths, set up with one `ip -batch` per namespace."""
+    hpath = f"/var/run/netns/{host}"
+    cmds = ["link set lo up"]
+    for b in range(bridges):
+        cmds += [
+            f"link add br{b} type bridge",
+            f"addr add 10.{100 + b}.0.1/16 dev br{b}",
+            f"link set br{b} up",
+        ]
+    per_ns: dict[str, list[str]] = {p: ["link set lo up"] for p in peers}
+    for i in range(veths):
+        ns = peers[i % len(peers)]
+        peer_name = f"eth{i // len(peers)}"
+        cmds += [
+            f"link add veth{i:05d} type veth peer name {peer_name} netns {ns}",
+            f"link set veth{i:05d} master br{i % bridges} up",
+        ]
+        b = i % bridges
+        per_ns[ns] += [
+            f"addr add 10.{100 + b}.{1 + i // 250}.{1 + i % 250}/16 dev {peer_name}",
+            f"link set {peer_name} up",
+        ]
+    sh(["nsenter", f"--net={hpath}", "ip", "-batch", "-"], input="\n".join(cmds) + "\n")
+    for ns, lines in per_ns.items():
+        sh(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="links_bench")
+    ap.add_argument("--veths", type=int, default=1000)
+    ap.add_argument("--bridges", type=int, default=10)
+    ap.add_argument("--peer-namespaces", type=int, default=1000)
+    ap.add_argument("--topology-runs", type=int, default=5)
+    args = ap.parse_args(argv if argv is not None else [])
+    tag = secrets.token_hex(3)
+    host = f"np-lbh-{tag}"
+    peers = [f"np-lbp{i}-{tag}" for i in range(max(1, min(args.peer_namespaces, args.veths)))]
+    made: list[str] = []
+    try:
+        t0 = time.monotonic()
+        with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
+            f.write("".join(f"netns add {n}\n" for n in [host, *peers]))
+            f.flush()
+            made = [host, *peers]
+            sh(["ip", "-batch", f.name])
+        build(host, peers, args.veths, args.bridges)
+        setup = time.monotonic() - t0
+        print(
+            f"lab: {args.veths} veths on {args.bridges} bridges in one host namespace, peer ends "
+            f"in {len(peers)} namespaces ({-(-args.veths // len(peers))} per namespace at most); "
+            f"set up in {setup:.1f} s",
+            flush=True,
+        )
+        code = MEASURE
+        raw = sh(
+            [
+                "nsenter",
+                f"--net=/var/run/netns/{host}",
+                sys.executable,
+                "-c",
+                code,
+                str(args.topology_runs),
+            ]
+        )
+        r = json.loads(raw)
+    finally:
+        t1 = time.monotonic()
+        if made:
+            with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
+                f.write("".join(f"netns delete {n}\n" for n in made))
+                f.flush()
+                subprocess.run(["ip", "-force", "-batch", f.name], check=False, capture_output=True)
+        print(f"torn down in {time.monotonic() - t1:.1f} s", flush=True)
+
+    def row(label: str, key: str, floor: str) -> None:
+        m = r[key]
+        print(f"| {label} | {m['wall']:.3f} | {m['cpu']:.3f} | {floor} | {m['runs']} |")
+
+    print(f"\n{r['n_links']} links in the host namespace, {r['n_stats']} in the stats dump")
+    print("\n| what (median) | wall ms | CPU ms | floor ms | runs |")
+    print("|---|---:|---:|---|---:|")
+    row("raw RTM_GETSTATS dump, receive only", "stats_recv", f"{FLOORS['stats_kernel']} (kernel)")
+    row(
+        "raw RTM_GETSTATS dump + parse (idle links: objects reused)",
+        "stats_parse",
+        f"{FLOORS['stats_python']} (Python raw)",
+    )
+    row(
+        "parse only, every link's counters new (no reuse)",
+        "parse_cold",
+        "-",
+    )
+    row(
+        "LinksCollector.collect(), steady state",
+        "collect",
+        f"{FLOORS['stats_python']} (Python raw)",
+    )
+    row(
+        "topology read (pyroute2 get_links)",
+        "topology",
+        f"{FLOORS['pyroute2_get_links']} (pyroute2)",
+    )
+    row("read_routes()", "routes", "-")
+    print(
+        f"\ntopology re-reads during the {r['collect']['runs']} steady-state collects: "
+        f"{r['collect_topology_reads']}"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
