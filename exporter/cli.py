@@ -142,9 +142,20 @@ def run_daemon(cfg: Config) -> int:
     from exporter.server import make_server, serve_in_thread
 
     setup_logging(cfg.log.level, cfg.log.format)
-    poller = Poller(collector_factories(cfg), lambda poll: render_poll(poll, cfg), cfg.poll_interval)
+    security = None
+    if cfg.web.config_file:
+        from exporter.webconfig import WebSecurity
+
+        try:
+            security = WebSecurity(cfg.web.config_file)
+        except ConfigError as exc:
+            print(f"netpath-exporter: {exc}", file=sys.stderr)
+            return 2
+    poller = Poller(
+        collector_factories(cfg), lambda poll: render_poll(poll, cfg), cfg.poll_interval
+    )
     try:
-        server = make_server(cfg, poller)
+        server = make_server(cfg, poller, security)
     except OSError as exc:
         log.error("cannot listen", extra={"address": cfg.web.listen_address,
                                           "err": exc.strerror or str(exc)})
@@ -161,7 +172,9 @@ def run_daemon(cfg: Config) -> int:
     log.info("starting netpath-exporter", extra={
         "version": __version__, "address": cfg.web.listen_address,
         "telemetry_path": cfg.web.telemetry_path, "poll_interval": cfg.poll_interval,
-        "collectors": ",".join(enabled)})
+        "collectors": ",".join(enabled),
+        "tls": bool(security and security.current().tls),
+        "basic_auth": bool(security and security.current().auth.enabled)})
     poller.start()
     serve_in_thread(server)
     stop.wait()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import socket
+import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +17,13 @@ from exporter.config import Config, parse_listen_address
 from exporter.exposition import CONTENT_TYPE
 from exporter.model import FirewallData
 from exporter.poller import Poller, Snapshot
+from exporter.webconfig import (
+    HANDSHAKE_TIMEOUT,
+    ActiveWeb,
+    WebSecurity,
+    parse_basic_auth,
+    peer_sans,
+)
 
 log = logging.getLogger("netpath.http")
 
@@ -25,12 +34,38 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], poller: Poller, cfg: Config) -> None:
+    def __init__(self, address: tuple[str, int], poller: Poller, cfg: Config,
+                 security: WebSecurity | None = None) -> None:
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host or host == "" else socket.AF_INET
         self.poller = poller
         self.cfg = cfg
+        self.security = security  # web config (TLS, basic auth, headers); None: plain HTTP
         super().__init__(address, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Runs on the connection's own thread: the TLS handshake happens here, with the
+        web config in force when the connection arrived (certificates reload without
+        a restart), bounded by HANDSHAKE_TIMEOUT."""
+        active = self.security.current() if self.security is not None else None
+        if active is None or active.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            conn = active.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
+            return
+        try:
+            if not _sans_allowed(active, conn):
+                log.debug("client certificate SAN not allowed", extra={"client": client_address[0]})
+                return
+            conn.settimeout(None)
+            super().finish_request(conn, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
@@ -39,12 +74,20 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         super().server_bind()
 
 
-def make_server(cfg: Config, poller: Poller) -> ExporterHTTPServer:
+def _sans_allowed(active: ActiveWeb, conn: ssl.SSLSocket) -> bool:
+    tls = active.settings.tls
+    if tls is None or not tls.client_allowed_sans:
+        return True
+    return any(san in tls.client_allowed_sans for san in peer_sans(conn.getpeercert()))
+
+
+def make_server(cfg: Config, poller: Poller,
+                security: WebSecurity | None = None) -> ExporterHTTPServer:
     """Bind the listen address; raises OSError (e.g. address in use) before anything starts."""
     host, port = parse_listen_address(cfg.web.listen_address)
     if host == "" and not socket.has_ipv6:
         host = "0.0.0.0"
-    return ExporterHTTPServer((host, port), poller, cfg)
+    return ExporterHTTPServer((host, port), poller, cfg, security)
 
 
 def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
@@ -105,6 +148,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: HTTPStatus, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        if self.server.security is not None:
+            for k, v in self.server.security.current().settings.headers:
+                self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
@@ -116,7 +162,27 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def _admitted(self) -> bool:
+        """Rate limit and basic auth from the web config; answers 429/401 itself."""
+        security = self.server.security
+        if security is None:
+            return True
+        active = security.current()
+        if not security.limiter.allow():
+            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"Too Many Requests\n", "text/plain")
+            return False
+        if not active.auth.enabled:
+            return True
+        creds = parse_basic_auth(self.headers.get("Authorization"))
+        if creds is not None and active.auth.check(*creds):
+            return True
+        self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", "text/plain; charset=utf-8",
+                   {"WWW-Authenticate": "Basic"})
+        return False
+
     def do_GET(self) -> None:
+        if not self._admitted():
+            return
         path = self.path.split("?", 1)[0]
         cfg = self.server.cfg
         poller = self.server.poller
@@ -154,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, snap.body, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
 
     def _not_allowed(self) -> None:
+        if not self._admitted():
+            return
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain",
                    {"Allow": self._ALLOWED})
 
