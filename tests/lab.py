@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,3 +113,298 @@ def add_bridge(host: Netns, name: str, addr: str, addr6: str | None = None) -> N
         host.exec("sysctl", "-q", "-w", f"net.ipv6.conf.{name}.accept_dad=0")
         host.ip("-6", "addr", "add", addr6, "dev", name, "nodad")
     host.ip("link", "set", name, "up")
+
+
+# --------------------------------------------------------------------------
+# Docker-shaped lab hosts: rulesets in each Docker firewall layout, traffic
+# (see shared/design/docker-firewall-layouts.md)
+# --------------------------------------------------------------------------
+
+# A Docker network in a lab ruleset: (bridge, subnet), e.g. ("br-0a0a0a0a0a0a", "10.231.1.0/24").
+# A published port: (bridge, container_ip, host_port, container_port), TCP.
+
+
+def add_uplink(
+    host: Netns, outside: Netns, *, host_if: str, host_addr: str, outside_addr: str
+) -> None:
+    """Connect the lab host to an "outside" namespace with a veth (outside end ``eth0``).
+
+    Addresses are CIDR (``10.231.9.1/24``); the outside gets no default route,
+    which masqueraded traffic does not need.
+    """
+    host.ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", outside.path)
+    host.ip("addr", "add", host_addr, "dev", host_if)
+    host.ip("link", "set", host_if, "up")
+    outside.ip("addr", "add", outside_addr, "dev", "eth0")
+    outside.ip("link", "set", "eth0", "up")
+
+
+def enable_forwarding(host: Netns) -> None:
+    host.exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    host.exec("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+
+
+def _ip_host(addr: str) -> str:
+    return f"{addr}/128" if ":" in addr else f"{addr}/32"
+
+
+def _dnat_target(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def docker_iptables_ruleset(
+    layout: str,
+    networks: Sequence[tuple[str, str]],
+    ports: Sequence[tuple[str, str, int, int]],
+    *,
+    ipv6: bool = False,
+) -> str:
+    """``iptables-restore`` text in the shape Docker gives ``layout``.
+
+    ``layout`` is classic, forward-chains or v29-iptables; ``ipv6`` makes the
+    ip6tables variant (the caller passes IPv6 subnets and addresses).
+    """
+    loopback = "::1/128" if ipv6 else "127.0.0.0/8"
+    tcp = "-p tcp -m tcp --dport"
+    raw: list[str] = []
+    filt: list[str] = [":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    nat: list[str] = [
+        ":PREROUTING ACCEPT [0:0]",
+        ":INPUT ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        ":POSTROUTING ACCEPT [0:0]",
+        ":DOCKER - [0:0]",
+        "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        f"-A OUTPUT ! -d {loopback} -m addrtype --dst-type LOCAL -j DOCKER",
+    ]
+    nat += [f"-A POSTROUTING -s {sub} ! -o {br} -j MASQUERADE" for br, sub in networks]
+    port_accept = [
+        f"-A DOCKER -d {_ip_host(ip)} ! -i {br} -o {br} {tcp} {cport} -j ACCEPT"
+        for br, ip, _, cport in ports
+    ]
+    dnat = [
+        f"-A DOCKER ! -i {br} {tcp} {hport} -j DNAT --to-destination {_dnat_target(ip, cport)}"
+        for br, ip, hport, cport in ports
+    ]
+    if layout == "classic":
+        filt += [
+            f":{c} - [0:0]"
+            for c in (
+                "DOCKER",
+                "DOCKER-ISOLATION-STAGE-1",
+                "DOCKER-ISOLATION-STAGE-2",
+                "DOCKER-USER",
+            )
+        ]
+        filt += ["-A FORWARD -j DOCKER-USER", "-A FORWARD -j DOCKER-ISOLATION-STAGE-1"]
+        for br, _ in networks:
+            filt += [
+                f"-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                f"-A FORWARD -o {br} -j DOCKER",
+                f"-A FORWARD -i {br} ! -o {br} -j ACCEPT",
+                f"-A FORWARD -i {br} -o {br} -j ACCEPT",
+            ]
+        filt += port_accept
+        filt += [
+            f"-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2"
+            for br, _ in networks
+        ]
+        filt += ["-A DOCKER-ISOLATION-STAGE-1 -j RETURN"]
+        filt += [f"-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP" for br, _ in networks]
+        filt += ["-A DOCKER-ISOLATION-STAGE-2 -j RETURN", "-A DOCKER-USER -j RETURN"]
+        nat += [
+            f"-A POSTROUTING -s {_ip_host(ip)} -d {_ip_host(ip)} {tcp} {cport} -j MASQUERADE"
+            for _, ip, _, cport in ports
+        ]
+        nat += [f"-A DOCKER -i {br} -j RETURN" for br, _ in networks]
+    elif layout in ("forward-chains", "v29-iptables"):
+        v29 = layout == "v29-iptables"
+        middle = "DOCKER-INTERNAL" if v29 else "DOCKER-ISOLATION-STAGE-1"
+        chains = ["DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD"]
+        chains += (
+            ["DOCKER-INTERNAL"] if v29 else ["DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2"]
+        )
+        filt += [f":{c} - [0:0]" for c in [*chains, "DOCKER-USER"]]
+        filt += ["-A FORWARD -j DOCKER-USER", "-A FORWARD -j DOCKER-FORWARD"]
+        filt += port_accept
+        filt += [f"-A DOCKER ! -i {br} -o {br} -j DROP" for br, _ in networks]
+        filt += [f"-A DOCKER-BRIDGE -o {br} -j DOCKER" for br, _ in networks]
+        filt += [
+            f"-A DOCKER-CT -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            for br, _ in networks
+        ]
+        filt += [
+            "-A DOCKER-FORWARD -j DOCKER-CT",
+            f"-A DOCKER-FORWARD -j {middle}",
+            "-A DOCKER-FORWARD -j DOCKER-BRIDGE",
+        ]
+        filt += [f"-A DOCKER-FORWARD -i {br} -j ACCEPT" for br, _ in networks]
+        if not v29:
+            filt += [
+                f"-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2"
+                for br, _ in networks
+            ]
+            filt += [f"-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP" for br, _ in networks]
+            raw += [
+                f"-A PREROUTING -d {_ip_host(ip)} ! -i {br} {tcp} {cport} -j DROP"
+                for br, ip, _, cport in ports
+            ]
+            nat += [f"-A DOCKER -i {br} -j RETURN" for br, _ in networks]
+        else:
+            seen: dict[str, str] = {ip: br for br, ip, _, _ in ports}
+            raw += [f"-A PREROUTING -d {_ip_host(ip)} ! -i {br} -j DROP" for ip, br in seen.items()]
+    else:
+        raise ValueError(f"not an iptables layout: {layout}")
+    nat += dnat
+    out = (
+        ["*raw", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", *raw, "COMMIT"] if raw else []
+    )
+    out += ["*filter", *filt, "COMMIT", "*nat", *nat, "COMMIT"]
+    return "\n".join(out) + "\n"
+
+
+def docker_nft_ruleset(
+    networks: Sequence[tuple[str, str]],
+    ports: Sequence[tuple[str, str, int, int]],
+    *,
+    ipv6: bool = False,
+) -> str:
+    """``nft -f`` text of Docker 29's native ``docker-bridges`` table (``ip`` or ``ip6``)."""
+    fam, ipkw, loopback = ("ip6", "ip6", "::1") if ipv6 else ("ip", "ip", "127.0.0.0/8")
+    lines = [f"table {fam} docker-bridges {{"]
+    for m in (
+        "filter-forward-in",
+        "filter-forward-out",
+        "nat-postrouting-in",
+        "nat-postrouting-out",
+    ):
+        elements = ", ".join(f'"{br}" : jump {m}__{br}' for br, _ in networks)
+        lines += [
+            f"  map {m}-jumps {{",
+            "    type ifname : verdict",
+            f"    elements = {{ {elements} }}",
+            "  }",
+        ]
+    lines += [
+        "  chain filter-FORWARD {",
+        "    type filter hook forward priority filter; policy accept;",
+        "    oifname vmap @filter-forward-in-jumps",
+        "    iifname vmap @filter-forward-out-jumps",
+        "  }",
+        "  chain nat-OUTPUT {",
+        "    type nat hook output priority -100; policy accept;",
+        f"    {ipkw} daddr != {loopback} fib daddr type local counter"
+        " jump nat-prerouting-and-output",
+        "  }",
+        "  chain nat-POSTROUTING {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+        "    iifname vmap @nat-postrouting-out-jumps",
+        "    oifname vmap @nat-postrouting-in-jumps",
+        "  }",
+        "  chain nat-PREROUTING {",
+        "    type nat hook prerouting priority dstnat; policy accept;",
+        "    fib daddr type local counter jump nat-prerouting-and-output",
+        "  }",
+        "  chain nat-prerouting-and-output {",
+    ]
+    lines += [
+        f'    iifname != "{br}" tcp dport {hport} counter dnat to '
+        f'{_dnat_target(ip, cport)} comment "DNAT"'
+        for br, ip, hport, cport in ports
+    ]
+    lines += [
+        "  }",
+        "  chain raw-PREROUTING {",
+        "    type filter hook prerouting priority raw; policy accept;",
+    ]
+    seen: dict[str, str] = {ip: br for br, ip, _, _ in ports}
+    lines += [
+        f'    {ipkw} daddr {ip} iifname != "{br}" counter drop comment "DROP DIRECT ACCESS"'
+        for ip, br in seen.items()
+    ]
+    lines += ["  }"]
+    for br, sub in networks:
+        lines += [
+            f"  chain filter-forward-in__{br} {{",
+            "    ct state established,related counter accept",
+            f'    iifname "{br}" counter accept comment "ICC"',
+        ]
+        lines += [
+            f"    {ipkw} daddr {ip} tcp dport {cport} counter accept"
+            for pbr, ip, _, cport in ports
+            if pbr == br
+        ]
+        lines += [
+            '    counter drop comment "UNPUBLISHED PORT DROP"',
+            "  }",
+            f"  chain filter-forward-out__{br} {{",
+            "    ct state established,related counter accept",
+            '    counter accept comment "OUTGOING"',
+            "  }",
+            f"  chain nat-postrouting-in__{br} {{",
+            "  }",
+            f"  chain nat-postrouting-out__{br} {{",
+            f'    oifname != "{br}" {ipkw} saddr {sub} counter masquerade comment "MASQUERADE"',
+            "  }",
+        ]
+    lines += ["}"]
+    return "\n".join(lines) + "\n"
+
+
+def ping(ns: Netns, addr: str, count: int) -> None:
+    """Send ``count`` echo requests quickly; replies are not required (drops are the point)."""
+    ns.exec("busybox", "ping", "-q", "-c", str(count), "-i", "0.1", "-W", "1", addr, check=False)
+
+
+_TCP_SERVER = r"""
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"ok")
+    c.close()
+"""
+
+_TCP_CLIENT = r"""
+import socket, sys
+ok = 0
+for _ in range(int(sys.argv[3])):
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as c:
+        if c.recv(2) == b"ok":
+            ok += 1
+print(ok)
+"""
+
+
+@contextmanager
+def tcp_server(ns: Netns, port: int, *, addr: str = "0.0.0.0") -> Iterator[None]:
+    """A tiny TCP server in ``ns`` that answers "ok" to every connection, while the block runs."""
+    proc = ns.popen(
+        sys.executable,
+        "-c",
+        _TCP_SERVER,
+        addr,
+        str(port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != b"ready":
+            err = proc.stderr.read() if proc.stderr else b""
+            raise RuntimeError(f"tcp server in {ns.name} did not start: {err.decode()!r}")
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def tcp_connect(ns: Netns, addr: str, port: int, count: int) -> int:
+    """Open ``count`` new TCP connections from ``ns`` in turn; returns how many succeeded."""
+    return int(ns.exec(sys.executable, "-c", _TCP_CLIENT, addr, str(port), str(count)).strip())
