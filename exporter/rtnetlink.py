@@ -348,12 +348,12 @@ class ChangeMonitor:
     Open it before the first full read so no change falls between the two.
     """
 
-    def __init__(self, groups: int = RTMGRP_LINK) -> None:
+    def __init__(self, groups: int = RTMGRP_LINK, rcvbuf: int = _RCVBUF) -> None:
         sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
         )
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.bind((0, groups))
             sock.setblocking(False)
         except OSError:
