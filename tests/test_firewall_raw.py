@@ -1,0 +1,288 @@
+"""Pure tests of the raw readers' parsers: captured nfnetlink dumps and x_tables blobs.
+
+The fixtures were captured in a lab namespace together with the tools' own
+view (``nft -a list ruleset``, ``iptables-*-save -c``) at the same moment, so
+the raw parse must agree with the tools number for number.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from pathlib import Path
+
+import pytest
+
+from exporter import nfnetlink as nl
+from exporter import xtables as xt
+from exporter.iptables_save import parse_iptables_save
+from exporter.nft_text import parse_nft_text
+
+FIX = Path(__file__).parent / "fixtures" / "firewall"
+
+
+def _bin(name: str) -> bytes:
+    return (FIX / name).read_bytes()
+
+
+# --------------------------------------------------------------------------
+# nfnetlink
+# --------------------------------------------------------------------------
+
+
+def test_requests_are_plain_gets() -> None:
+    req = nl.build_getrule_dump(7, nl.NFPROTO_IPV4, "filter", "FORWARD")
+    length, mtype, flags, seq, _ = struct.unpack_from("=IHHII", req)
+    assert length == len(req)
+    assert mtype == 0x0A07  # NFT_MSG_GETRULE, never NFT_MSG_GETRULE_RESET (0x0A19)
+    assert flags == nl.NLM_F_REQUEST | nl.NLM_F_DUMP
+    assert seq == 7
+    assert req[16] == nl.NFPROTO_IPV4
+    assert b"filter\0" in req and b"FORWARD\0" in req
+    assert struct.unpack_from("=H", nl.build_request(nl.T_GETGEN, 1, 1), 4)[0] == 0x0A10
+
+
+def test_generation() -> None:
+    gen = nl.parse_gen_message(_bin("nft-gen.bin"), 1)
+    assert isinstance(gen, int) and gen > 0
+    assert nl.parse_gen_message(_bin("nft-gen.bin"), 99) is None
+
+
+def test_tables_dump() -> None:
+    out: list[nl.NftTableInfo] = []
+    assert nl.parse_table_messages(_bin("nft-tables.bin"), out, 2)
+    assert [(t.family, t.name) for t in out] == [
+        (nl.NFPROTO_IPV4, "filter"),
+        (nl.NFPROTO_IPV4, "nat"),
+        (nl.NFPROTO_IPV4, "docker-bridges"),
+        (nl.NFPROTO_INET, "t2"),
+    ]
+
+
+def test_chains_dump_matches_iptables_nft_save() -> None:
+    out: list[nl.NftChainInfo] = []
+    assert nl.parse_chain_messages(_bin("nft-chains.bin"), out, 3)
+    chains = {(c.table, c.name): c for c in out}
+    fwd = chains[("filter", "FORWARD")]
+    assert (fwd.hook_name, fwd.policy_name, fwd.type, fwd.priority) == (
+        "forward",
+        "drop",
+        "filter",
+        0,
+    )
+    assert not chains[("filter", "DOCKER")].is_base
+    assert chains[("filter", "DOCKER")].policy is None
+    # iptables-nft base chains carry policy counters; compare with the tool's
+    saved = parse_iptables_save((FIX / "iptables-nft-save-c.txt").read_text(), "ipv4", "x")
+    n = 0
+    for table in saved:
+        for c in table.chains:
+            if c.policy is not None:
+                info = chains[(table.name, c.name)]
+                assert (info.packets, info.bytes) == (c.policy_packets, c.policy_bytes)
+                assert info.policy_name == c.policy.lower()
+                n += 1
+    assert n == 7
+    assert chains[("filter", "OUTPUT")].packets == 3
+    # native nft base chains have no counters
+    assert chains[("docker-bridges", "filter-FORWARD")].packets is None
+    assert chains[("t2", "c")].hook_name == "input"
+
+
+def test_rule_dump_counters_match_nft_listing() -> None:
+    out: list[nl.RuleCounter] = []
+    assert nl.parse_rule_messages(_bin("nft-rules-all.bin"), out, 4)
+    listed = {
+        (t.name, r.handle): (r.packets, r.bytes)
+        for t in parse_nft_text((FIX / "nft-a-ruleset.txt").read_text())
+        for c in t.chains
+        for r in c.rules
+    }
+    got = {(table, handle): (pk, by) for table, _chain, handle, pk, by in out}
+    assert got == listed
+    assert len(out) == 33
+    assert got[("nat", 7)] == (1, 84)
+    assert got[("t2", 2)] == (None, None)  # no counter statement
+    # rules of one chain are contiguous and in order
+    fwd = [h for t, c, h, _p, _b in out if (t, c) == ("filter", "FORWARD")]
+    assert fwd == list(range(8, 18))
+
+
+def test_rule_dump_of_one_table() -> None:
+    out: list[nl.RuleCounter] = []
+    assert nl.parse_rule_messages(_bin("nft-rules-ip-nat.bin"), out, 5)
+    assert {r[0] for r in out} == {"nat"}
+    assert len(out) == 8
+
+
+def _attr(atype: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), atype) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _rule_msg(exprs: bytes, flags: int = nl.NLM_F_MULTI, seq: int = 9, extra: bytes = b"") -> bytes:
+    body = (
+        struct.pack("=BBH", 2, 0, 0)
+        + _attr(nl.NFTA_RULE_TABLE, b"filter\0")
+        + _attr(nl.NFTA_RULE_CHAIN, b"FORWARD\0")
+        + _attr(nl.NFTA_RULE_HANDLE, struct.pack(">Q", 42))
+        + _attr(nl.NFTA_RULE_EXPRESSIONS | 0x8000, exprs)
+        + extra
+    )
+    return struct.pack("=IHHII", 16 + len(body), nl.T_NEWRULE, flags, seq, 0) + body
+
+
+def _expr(name: bytes, data: bytes) -> bytes:
+    return _attr(nl.NFTA_LIST_ELEM, _attr(nl.NFTA_EXPR_NAME, name) + _attr(nl.NFTA_EXPR_DATA, data))
+
+
+def test_counter_with_64bit_padding_takes_the_slow_path() -> None:
+    pad = _attr(3, b"")  # NFTA_COUNTER_PAD, as on arches without unaligned access
+    data = (
+        pad
+        + _attr(nl.NFTA_COUNTER_BYTES, struct.pack(">Q", 1500))
+        + pad
+        + _attr(nl.NFTA_COUNTER_PACKETS, struct.pack(">Q", 3))
+    )
+    msg = _rule_msg(_expr(b"meta\0", b"\0" * 8) + _expr(b"counter\0", data))
+    out: list[nl.RuleCounter] = []
+    assert not nl.parse_rule_messages(msg, out, 9)
+    assert out == [("filter", "FORWARD", 42, 3, 1500)]
+
+
+def test_fast_path_counter() -> None:
+    data = _attr(nl.NFTA_COUNTER_BYTES, struct.pack(">Q", 2**40 + 5)) + _attr(
+        nl.NFTA_COUNTER_PACKETS, struct.pack(">Q", 7)
+    )
+    msg = _rule_msg(_expr(b"counter\0", data))
+    out: list[nl.RuleCounter] = []
+    nl.parse_rule_messages(msg, out)
+    assert out == [("filter", "FORWARD", 42, 7, 2**40 + 5)]
+
+
+def test_counter_word_in_userdata_is_not_a_counter() -> None:
+    userdata = _attr(7, b"\x00\x08counter\0")  # NFTA_RULE_USERDATA: comment "counter"
+    msg = _rule_msg(_expr(b"immediate\0", b"\0" * 8), extra=userdata)
+    out: list[nl.RuleCounter] = []
+    nl.parse_rule_messages(msg, out)
+    assert out == [("filter", "FORWARD", 42, None, None)]
+
+
+def test_interrupted_dump_raises() -> None:
+    msg = _rule_msg(b"", flags=nl.NLM_F_MULTI | nl.NLM_F_DUMP_INTR)
+    with pytest.raises(InterruptedError):
+        nl.parse_rule_messages(msg, [], 9)
+
+
+def test_error_message_raises_with_errno() -> None:
+    err = struct.pack("=IHHII", 36, nl.NLMSG_ERROR, 0, 9, 0) + struct.pack("=i", -errno.EPERM)
+    err += b"\0" * 16
+    with pytest.raises(nl.NetlinkError) as info:
+        nl.parse_rule_messages(err, [], 9)
+    assert info.value.errno == errno.EPERM
+
+
+def test_other_sequence_numbers_are_ignored_and_done_ends() -> None:
+    done = struct.pack("=IHHII", 20, nl.NLMSG_DONE, nl.NLM_F_MULTI, 9, 0) + b"\0" * 4
+    stale = _rule_msg(b"", seq=8)
+    out: list[nl.RuleCounter] = []
+    assert nl.parse_rule_messages(stale + done, out, 9)
+    assert out == []
+
+
+def test_truncated_message_is_a_value_error() -> None:
+    msg = _rule_msg(b"")
+    with pytest.raises(ValueError):
+        nl.parse_rule_messages(msg[:-3], [], 9)
+    with pytest.raises(ValueError):
+        nl.parse_rule_messages(msg[:10], [], 9)
+
+
+# --------------------------------------------------------------------------
+# x_tables
+# --------------------------------------------------------------------------
+
+
+def _xt(family: xt.XtFamily, table: str) -> tuple[xt.XtTable, bytes]:
+    info = xt.parse_xt_info(_bin(f"xt-{family.name}-{table}.info.bin"))
+    blob = _bin(f"xt-{family.name}-{table}.bin")
+    return xt.parse_xt_entries(family, info, blob), blob
+
+
+@pytest.mark.parametrize("family", [xt.IPV4, xt.IPV6], ids=lambda f: f.name)
+@pytest.mark.parametrize("table", ["filter", "nat"])
+def test_entries_match_legacy_save(family: xt.XtFamily, table: str) -> None:
+    parsed, _blob = _xt(family, table)
+    save = "iptables" if family is xt.IPV4 else "ip6tables"
+    text = (FIX / f"xt-{family.name}.{save}-legacy-save-c.txt").read_text()
+    (saved,) = [t for t in parse_iptables_save(text, family.name, "x") if t.name == table]
+    assert parsed.name == table
+    assert [c.name for c in parsed.chains] == [c.name for c in saved.chains]
+    for c in saved.chains:
+        xc = parsed.chain(c.name)
+        assert xc is not None
+        assert xc.builtin == (c.policy is not None)
+        assert xc.count == len(c.rules)
+        got = list(
+            zip(
+                parsed.packets[xc.first : xc.first + xc.count],
+                parsed.byte_counts[xc.first : xc.first + xc.count],
+                strict=True,
+            )
+        )
+        assert got == [(r.packets, r.bytes) for r in c.rules]
+        if xc.builtin:
+            assert xc.policy == c.policy
+            assert xc.policy_entry is not None
+            pe = xc.policy_entry
+            assert (parsed.packets[pe], parsed.byte_counts[pe]) == (
+                c.policy_packets,
+                c.policy_bytes,
+            )
+
+
+def test_ipv4_nat_counters_are_nonzero_where_traffic_went() -> None:
+    parsed, _ = _xt(xt.IPV4, "nat")
+    out = parsed.chain("OUTPUT")
+    assert out is not None
+    assert (parsed.packets[out.first], parsed.byte_counts[out.first]) == (1, 84)
+
+
+def test_skeleton_ignores_counters_but_sees_structure() -> None:
+    parsed, blob = _xt(xt.IPV4, "filter")
+    layout = xt.XtCounterLayout(xt.IPV4, parsed, blob)
+    fwd = parsed.chain("FORWARD")
+    assert fwd is not None
+    # bump the packet counter of FORWARD's 3rd rule
+    off = parsed.offsets[fwd.first + 2] + xt.IPV4.counters_offset
+    bumped = bytearray(blob)
+    struct.pack_into("=QQ", bumped, off, 17, 1700)
+    reparsed = xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(bumped))
+    assert reparsed.skeleton == parsed.skeleton
+    counts = layout.read(parsed.info, bumped)
+    assert counts is not None
+    assert counts[0][fwd.first + 2] == 17 and counts[1][fwd.first + 2] == 1700
+    assert counts[0] == reparsed.packets and counts[1] == reparsed.byte_counts
+    # change an interface name byte (structure): skeleton and layout notice
+    changed = bytearray(blob)
+    changed[parsed.offsets[fwd.first + 2] + 40] ^= 0x01
+    assert xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(changed)).skeleton != parsed.skeleton
+    assert layout.read(parsed.info, changed) is None
+    # the layout reads at an offset (the get_entries header before the blob)
+    assert layout.read(parsed.info, b"\0" * 40 + blob, 40) == (parsed.packets, parsed.byte_counts)
+
+
+def test_malformed_blobs_are_value_errors() -> None:
+    parsed, blob = _xt(xt.IPV4, "filter")
+    with pytest.raises(ValueError, match="getinfo said"):
+        xt.parse_xt_entries(xt.IPV4, parsed.info, blob[:-8])
+    broken = bytearray(blob)
+    struct.pack_into("=H", broken, xt.IPV4.target_offset_field + 2, 4)  # next_offset of entry 0
+    with pytest.raises(ValueError, match="next_offset"):
+        xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(broken))
+    with pytest.raises(ValueError):
+        xt.parse_xt_info(b"\0" * 10)
+
+
+def test_table_names() -> None:
+    assert xt.parse_table_names("nat\nfilter\n\n") == ["nat", "filter"]
