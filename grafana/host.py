@@ -1,0 +1,185 @@
+"""Host path: bridges and uplink traffic, ip_forward / br_netfilter, routes, interfaces."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from grafana.panels import (
+    INSTANCE,
+    RATE,
+    PanelBuilder,
+    build_dashboard,
+    graph,
+    grid,
+    instance_variable,
+    query,
+    query_variable,
+    row,
+    single,
+    value_map,
+)
+
+UID = "netpath-host"
+BRIDGE = f'{INSTANCE}, interface=~"$bridge"'
+SWITCH = value_map({"0": ("disabled", "red"), "1": ("enabled", "green")})
+UPLINK = f'max by (instance, interface) (netpath_route_info{{{INSTANCE}, destination="default"}})'
+VETH_OR_BRIDGE = f'netpath_interface_info{{{INSTANCE}, kind=~"veth|bridge"}}'
+
+
+def _uplink(metric: str) -> str:
+    return (
+        f"sum by (interface) (rate({metric}{{{INSTANCE}}}[{RATE}]) "
+        f"* on (instance, interface) group_left () {UPLINK})"
+    )
+
+
+def _veth_bridge(metric: str) -> str:
+    return (
+        f"sum by (interface) (rate({metric}{{{INSTANCE}}}[{RATE}]) "
+        f"* on (instance, interface) group_left () {VETH_OR_BRIDGE})"
+    )
+
+
+def build() -> Dashboard:
+    """The Host path dashboard."""
+    items: list[PanelBuilder] = [
+        row("Host settings"),
+        single(
+            "IP forwarding",
+            "net.ipv4.ip_forward / net.ipv6.conf.all.forwarding. Containers reach nothing "
+            "beyond their bridge while it is off.",
+            "none",
+            [query(f"netpath_ip_forwarding_enabled{{{INSTANCE}}}", "{{family}}", instant=True)],
+            mappings=[SWITCH],
+            thresholds=((None, "red"), (1, "green")),
+        ),
+        single(
+            "br_netfilter: bridge-nf-call",
+            "Whether bridged (intra-network) traffic passes iptables (net.bridge."
+            "bridge-nf-call-iptables / -ip6tables); only while br_netfilter is loaded.",
+            "none",
+            [
+                query(
+                    f"netpath_bridge_nf_call_iptables_enabled{{{INSTANCE}}}",
+                    "{{family}}",
+                    instant=True,
+                )
+            ],
+            mappings=[SWITCH],
+            thresholds=((None, "blue"),),
+        ),
+        single(
+            "Bridges",
+            "Bridge interfaces on the host.",
+            "short",
+            [query(f'count(netpath_interface_info{{{INSTANCE}, kind="bridge"}})', instant=True)],
+        ),
+        single(
+            "Bridge ports",
+            "Interfaces (container veths) enslaved to the selected bridges.",
+            "short",
+            [query(f'sum(netpath_bridge_ports{{{INSTANCE}, bridge=~"$bridge"}})', instant=True)],
+        ),
+        row("Bridges"),
+        graph(
+            "Bridge receive",
+            "Host perspective: bytes per second each bridge received from its ports "
+            "(containers sending to the host or to be routed).",
+            "Bps",
+            [
+                query(
+                    f"sum by (interface) (rate(netpath_interface_receive_bytes_total{{{BRIDGE}}}"
+                    f"[{RATE}]))",
+                    "{{interface}}",
+                )
+            ],
+        ),
+        graph(
+            "Bridge transmit",
+            "Bytes per second each bridge sent towards its ports (routed or host traffic "
+            "into containers).",
+            "Bps",
+            [
+                query(
+                    f"sum by (interface) (rate(netpath_interface_transmit_bytes_total{{{BRIDGE}}}"
+                    f"[{RATE}]))",
+                    "{{interface}}",
+                )
+            ],
+        ),
+        graph(
+            "Ports per bridge",
+            "Interfaces enslaved to each bridge.",
+            "short",
+            [query(f'netpath_bridge_ports{{{INSTANCE}, bridge=~"$bridge"}}', "{{bridge}}")],
+        ),
+        graph(
+            "Veth and bridge errors and drops",
+            "Receive and transmit errors and drops of veths and bridges, packets per second.",
+            "pps",
+            [
+                query(
+                    _veth_bridge("netpath_interface_receive_errors_total"),
+                    "{{interface}} rx errors",
+                    "A",
+                ),
+                query(
+                    _veth_bridge("netpath_interface_receive_dropped_total"),
+                    "{{interface}} rx dropped",
+                    "B",
+                ),
+                query(
+                    _veth_bridge("netpath_interface_transmit_errors_total"),
+                    "{{interface}} tx errors",
+                    "C",
+                ),
+                query(
+                    _veth_bridge("netpath_interface_transmit_dropped_total"),
+                    "{{interface}} tx dropped",
+                    "D",
+                ),
+            ],
+        ),
+        row("Uplink"),
+        graph(
+            "Uplink receive",
+            "Bytes per second received on the interface(s) of the default route.",
+            "Bps",
+            [query(_uplink("netpath_interface_receive_bytes_total"), "{{interface}}")],
+        ),
+        graph(
+            "Uplink transmit",
+            "Bytes per second sent on the interface(s) of the default route.",
+            "Bps",
+            [query(_uplink("netpath_interface_transmit_bytes_total"), "{{interface}}")],
+        ),
+        row("Routes and interfaces"),
+        grid(
+            "Routes",
+            "Main-table routes through a bridge, and the default route(s).",
+            [query(f"netpath_route_info{{{INSTANCE}}}", table=True)],
+            hide=("Time", "Value", "__name__", "job", "instance"),
+        ),
+        grid(
+            "Interfaces",
+            "Every interface of the host namespace: kind, master bridge, state.",
+            [query(f"netpath_interface_info{{{INSTANCE}}}", table=True)],
+            hide=("Time", "Value", "__name__", "job", "instance"),
+            height=10,
+        ),
+    ]
+    return build_dashboard(
+        UID,
+        "netpath / Host path",
+        "The host side of the container path: bridges, uplink, forwarding switches, routes.",
+        [
+            instance_variable(),
+            query_variable(
+                "bridge",
+                "Bridge",
+                'label_values(netpath_interface_info{instance=~"$instance", kind="bridge"}, '
+                "interface)",
+            ),
+        ],
+        items,
+    )
