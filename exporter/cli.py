@@ -1,4 +1,6 @@
-"""Command line: ``netpath-exporter [flags]`` runs the daemon.
+"""Command line: ``netpath-exporter [flags]`` runs the daemon;
+``netpath-exporter check [flags]`` polls once and prints what it can see
+(see :mod:`exporter.check`; exit 1 when the exporter could not do its job).
 
 Flags follow the Prometheus exporters' conventions; every flag has a config
 key (see config.example.yaml) and a flag given on the command line wins over
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netpath-exporter",
         description="Prometheus exporter for the path of container traffic: veths, bridges, "
         "Docker networks and the firewall rules on the way.",
+        epilog="`netpath-exporter check [flags]` polls once, prints what the exporter can see "
+        "on this host and why not, and exits 1 when it could not do its job.",
     )
     p.add_argument("--version", action="version", version=f"netpath-exporter {__version__}")
     p.add_argument("--config.file", dest="config_file", metavar="PATH",
@@ -186,12 +190,23 @@ def run_daemon(cfg: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "run"
+    if argv and argv[0] == "check":
+        command, argv = "check", argv[1:]
+    parser = build_parser()
+    if command == "check":
+        parser.prog = "netpath-exporter check"
+    args = parser.parse_args(argv)
     try:
         cfg = apply_flags(load_config(args.config_file), args)
     except ConfigError as exc:
         print(f"netpath-exporter: {exc}", file=sys.stderr)
         return 2
+    if command == "check":
+        from exporter.check import run_check
+
+        return run_check(cfg, collector_factories(cfg))
     return run_daemon(cfg)
 
 

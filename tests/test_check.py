@@ -1,0 +1,176 @@
+"""``netpath-exporter check``: findings from a poll (pure) and the command on a lab host."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lab
+import pytest
+
+from exporter.check import (
+    FAIL,
+    OK,
+    WARN,
+    ProcessCaps,
+    build_findings,
+    exit_code,
+    parse_capabilities,
+    render_findings,
+)
+from exporter.config import Config
+from exporter.model import (
+    Chain,
+    Container,
+    ContainerEndpoint,
+    DockerData,
+    FirewallData,
+    Link,
+    LinksData,
+    Route,
+    RoutesData,
+    Rule,
+    SysctlData,
+    Table,
+)
+from exporter.poller import CollectorStatus, PollResult
+
+REPO = Path(__file__).resolve().parent.parent
+ROOT_CAPS = ProcessCaps(0, (0,), frozenset({"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE"}))
+
+STATUS = """Name:\tpython3
+Uid:\t65534\t65534\t65534\t65534
+Gid:\t65534\t65534\t65534\t65534
+Groups:\t0 107
+CapInh:\t0000000000083000
+CapPrm:\t0000000000083000
+CapEff:\t0000000000083000
+CapBnd:\t0000000000083000
+"""
+
+
+def test_parse_capabilities() -> None:
+    uid, groups, caps = parse_capabilities(STATUS)
+    assert (uid, groups) == (65534, (0, 107))
+    assert caps == {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE"}
+    assert parse_capabilities("CapEff:\t000001ffffffffff\n")[2] >= {"CAP_SYS_ADMIN"}
+
+
+def _ctr(name: str, nsid: int | None) -> Container:
+    ep = ContainerEndpoint("bridge", "n" * 64, "172.17.0.2", "", "02:42:ac:11:00:02", "172.17.0.1")
+    return Container(name * 8, name, "img", "", "", "bridge", nsid, (ep,), ())
+
+
+def _poll(**over: object) -> PollResult:
+    data: dict[str, object] = {
+        "links": LinksData(
+            (
+                Link(1, "docker0", "bridge", None, "", "up"),
+                Link(2, "veth1", "veth", 1, "", "up", 2, 0),
+            ),
+            {},
+        ),
+        "firewall": FirewallData(
+            (("ipv4", "iptables-nft"), ("ipv6", "iptables-nft")),
+            (
+                Table(
+                    "ipv4",
+                    "iptables-nft",
+                    "filter",
+                    (Chain("FORWARD", (Rule("-j ACCEPT", 1, 2),)),),
+                ),
+            ),
+        ),
+        "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
+        "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
+        "containers": DockerData("27.1.0", (_ctr("web", 0),), ()),
+    }
+    data.update(over)
+    data = {k: v for k, v in data.items() if v is not None}
+    status = tuple(
+        CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
+        for n in ("links", "containers", "firewall", "sysctl", "routes")
+    )
+    return PollResult(data, status, 0.0, 0.05)
+
+
+def test_a_healthy_host_passes() -> None:
+    findings = build_findings(Config(), ROOT_CAPS, _poll(), None)
+    text = render_findings(findings)
+    assert exit_code(findings) == 0, text
+    assert "backends: iptables-nft (ipv4, ipv6); 1 rule in the exported chains" in text
+    assert "Docker 27.1.0 reachable at unix:///var/run/docker.sock; 1 running container" in text
+    assert "all 1 containers with a veth mapped" in text
+    assert "2 interfaces: 1 bridge, 1 veth" in text
+    assert "ip forwarding: ipv4=on, ipv6=off" in text
+    assert "br_netfilter not loaded" in text
+    assert "default: eth0 via 192.0.2.1" in text
+
+
+def test_failures_and_their_reasons() -> None:
+    caps = ProcessCaps(65534, (), frozenset({"CAP_NET_RAW"}))
+    poll = _poll(
+        firewall=None,
+        containers=DockerData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
+        sysctl=SysctlData({"ipv4": False}, {"ipv4": True}),
+    )
+    findings = build_findings(Config(), caps, poll, (FAIL, "web.yml: bad"))
+    text = render_findings(findings)
+    assert exit_code(findings) == 1
+    got = {(f.status, f.topic) for f in findings}
+    assert (FAIL, "firewall") in got and (FAIL, "web") in got
+    assert "cannot read: boom (needs CAP_NET_ADMIN)" in text
+    assert "1 of 2 containers' network namespaces cannot be opened (web)" in text
+    assert "CAP_SYS_PTRACE missing -> containers" in text
+    assert next(f.status for f in findings if f.topic == "sysctl") == WARN
+    assert "bridge-nf-call: ipv4=on" in text
+
+
+def test_disabled_collectors_are_not_failures() -> None:
+    cfg = Config(collectors={**Config().collectors, "containers": False})
+    findings = build_findings(cfg, ROOT_CAPS, _poll(containers=None), (OK, "w"))
+    assert exit_code(findings) == 0
+    assert "containers    disabled" in render_findings(findings)
+
+
+def _check(ns: lab.Netns, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["nsenter", f"--net={ns.path}", sys.executable, "-m", "exporter", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
+
+
+@pytest.mark.lab
+def test_check_on_a_lab_host(tmp_path: Path) -> None:
+    lab.need_root()
+    with lab.namespaces("chk", 2) as (host, c1):
+        lab.add_bridge(host, "docker0", "172.17.0.1/16")
+        lab.add_container(
+            host, c1, host_if="vethc1", bridge="docker0", addr="172.17.0.2/16", gateway="172.17.0.1"
+        )
+        host.exec("iptables-nft-restore", input=lab.SEED_RULESET.read_text())
+        host.exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        proc = _check(host, "--no-collector.containers")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = proc.stdout
+        assert "backends: iptables-nft (ipv4); 26 rules in the exported chains" in out, out
+        assert "Docker firewall layout: classic" in out
+        assert "3 interfaces: 1 bridge, 1 veth" in out
+        assert "ip forwarding: ipv4=on" in out
+        assert "result: the exporter can do its job" in out
+        assert proc.stderr == ""
+        # Docker absent: the containers collector fails and so does the check.
+        proc = _check(host, f"--docker.host=unix://{tmp_path}/none.sock")
+        assert proc.returncode == 1
+        assert "[FAIL] containers    cannot read: cannot reach Docker" in proc.stdout
+        # An invalid web config file is reported.
+        bad = tmp_path / "web.yml"
+        bad.write_text("basic_auth_users: {a: b}\n")
+        proc = _check(host, "--no-collector.containers", f"--web.config.file={bad}")
+        assert proc.returncode == 1
+        assert "[FAIL] web" in proc.stdout and "not a bcrypt hash" in proc.stdout
