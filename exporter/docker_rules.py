@@ -5,7 +5,7 @@ available, Docker's networks and containers) and renders the ``netpath_docker_*`
 families of the metric contract. Every series is a sum of rule counters the
 kernel keeps; nothing is accumulated here.
 
-Layouts (``docs: shared/design/docker-firewall-layouts.md``) and how they are
+Layouts (see ``shared/design/docker-firewall-layouts.md``) and how they are
 detected, from the jumps in the built-in FORWARD chain (chain names alone when
 FORWARD is not exported):
 
@@ -17,7 +17,9 @@ FORWARD is not exported):
   DOCKER-ISOLATION-STAGE-1 (it jumps to DOCKER-INTERNAL instead).
 * ``v29-nftables``: a native ``docker-bridges`` table (``ip`` / ``ip6``).
 * ``unknown``: Docker chains whose shape is none of the above, or no Docker
-  rules at all. Recognisable rules are still interpreted (see below).
+  rules at all. Rules of a recognisable shape in Docker's chains are still
+  interpreted (see below); the raw ``netpath_firewall_rule_*`` metrics flow
+  regardless.
 
 When several backends hold Docker rules (e.g. a leftover iptables-legacy
 ruleset beside the iptables-nft one after ``update-alternatives``, or old
@@ -87,6 +89,9 @@ What each family counts (BR is the network's bridge):
     - ``internal``: within BR: FORWARD ``-i BR -o BR -j ACCEPT`` (classic),
       nftables ``ICC`` accept.
 
+On 28.0.0 (classic here) the RELATED,ESTABLISHED accept and the jump to DOCKER
+match an ipset instead of a bridge, so they count towards no network.
+
 Interface names that Docker's own chains do not mention (and DockerData does
 not list as bridges) are ignored in the shared chains (FORWARD, raw
 PREROUTING, nat POSTROUTING). Rules that do not parse are skipped. The network
@@ -97,9 +102,10 @@ reachable) it is the bridge name.
 from __future__ import annotations
 
 import ipaddress
-import shlex
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
@@ -197,11 +203,34 @@ class IptablesRule:
     to_destination: str = ""
 
 
+_WORD = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+
+
+def _tokens(text: str) -> list[str] | None:
+    """Words of a rule; a double-quoted string is one word. None if a quote is unbalanced."""
+    if '"' not in text:
+        return text.split()
+    words: list[str] = []
+    for m in _WORD.finditer(text):
+        quoted, bare = m.group(1), m.group(2)
+        if bare is not None:
+            if '"' in bare:
+                return None
+            words.append(bare)
+        else:
+            words.append(re.sub(r"\\(.)", r"\1", quoted))
+    return words
+
+
+# Rule texts change only when the ruleset does: parse each text once.
+_PARSE_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_PARSE_CACHE)
 def parse_iptables_rule(text: str) -> IptablesRule | None:
     """Parse ``iptables-save`` rule text (without ``-A CHAIN`` and counters); None if malformed."""
-    try:
-        tokens = shlex.split(text)
-    except ValueError:
+    tokens = _tokens(text)
+    if tokens is None:
         return None
     values: dict[str, str] = {}
     conds: set[str] = set()
@@ -291,11 +320,11 @@ class NftRule:
     counter: bool = False
 
 
+@lru_cache(maxsize=_PARSE_CACHE)
 def parse_nft_rule(text: str) -> NftRule | None:
     """Parse one rule's statement text as ``nft list`` prints it; None if malformed."""
-    try:
-        tokens = shlex.split(text)
-    except ValueError:
+    tokens = _tokens(text)
+    if tokens is None:
         return None
     vals: dict[str, str] = {}
     conds: set[str] = set()
@@ -732,12 +761,23 @@ def _nft_rule(sums: _Sums, table: Table, chain: str, r: NftRule, counts: tuple[i
         sums.masq(chain.removeprefix("nat-postrouting-out__"), r.saddr, counts[0])
 
 
+# The iptables chains whose rules this module interprets, per table.
+_IPTABLES_CHAINS = {
+    "filter": _DOCKER_CHAINS | {"FORWARD"},
+    "raw": frozenset({"PREROUTING"}),
+    "nat": frozenset({"DOCKER", "POSTROUTING"}),
+}
+
+
 def _interpret(tables: Iterable[Table], topo: _Topology) -> _Sums:
     tables = tuple(tables)
     sums = _Sums(topo, _known_bridges(tables, topo))
     for table in tables:
         nft = table.backend == BACKEND_NFTABLES
+        wanted = _IPTABLES_CHAINS.get(table.name, frozenset())
         for chain in table.chains:
+            if not nft and chain.name not in wanted:
+                continue
             for rule in chain.rules:
                 if rule.packets is None or rule.bytes is None:
                     continue
