@@ -317,6 +317,24 @@ class DockerLab:
         """Run a command in the lab namespace (network only)."""
         return self.netns.exec(*cmd, check=check)
 
+    def sysctl(self, name: str, value: str) -> str:
+        """Set a sysctl in the lab namespace; return its previous value."""
+        old = self.exec("sysctl", "-n", name).strip()
+        self.exec("sysctl", "-q", "-w", f"{name}={value}")
+        return old
+
+    @contextmanager
+    def quiet_ipv6(self) -> Iterator[None]:
+        """New links of the lab host get no IPv6 (no RS/MLD/DAD chatter towards containers).
+
+        For tests that count packets exactly; restored on exit.
+        """
+        old = self.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        try:
+            yield
+        finally:
+            self.sysctl("net.ipv6.conf.default.disable_ipv6", old)
+
     def host_links(self) -> list[dict[str, Any]]:
         """``ip -d -j link`` of the lab namespace (dockerd's "host")."""
         return json.loads(self.exec("ip", "-d", "-j", "link"))  # type: ignore[no-any-return]
