@@ -1,0 +1,397 @@
+"""The firewall collector against the real kernel, once per iptables backend.
+
+A lab host (network namespace) gets the seed's classic Docker ruleset for
+IPv4, a classic Docker ip6tables ruleset, Docker 29's native ``docker-bridges``
+table (for networks that are not in the lab) and an ``inet np-lab`` table
+whose forward hook counts the pings. Containers sit on ``docker0`` and
+``br-40d652e0aac8`` like on the seed host; pings from docker0 into the other
+network die on the isolation DROP.
+
+The collector runs inside the lab host (netlink and getsockopt work on the
+namespace of the process) as an agent answering one JSON line per command,
+and is compared with ``iptables-save -c`` / ``nft list`` taken around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lab
+import pytest
+
+from exporter.iptables_save import parse_iptables_save
+from exporter.nft_text import parse_nft_text
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).parent / "fixtures" / "firewall"
+ISOLATION_DROP = "-o br-40d652e0aac8 -j DROP"
+PINGS = 5
+
+AGENT = r"""
+import dataclasses, json, sys
+from exporter.config import FirewallConfig
+from exporter.firewall import FirewallCollector
+collector = FirewallCollector(FirewallConfig())
+for line in sys.stdin:
+    cmd = line.strip()
+    try:
+        if cmd == "collect":
+            data = collector.collect()
+            out = {"data": dataclasses.asdict(data), "text_reads": collector.text_reads}
+        else:
+            raise ValueError(cmd)
+        print(json.dumps({"ok": out}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": repr(exc)}), flush=True)
+"""
+
+NP_LAB_TABLE = """
+table inet np-lab {
+    chain counting {
+        type filter hook forward priority -10; policy accept;
+        ip daddr 172.18.0.2 icmp type echo-request counter
+        meta l4proto udp
+    }
+}
+"""
+
+# Oracle: python-iptables (libiptc) reads the legacy tables' counters. Opening a
+# table creates it, so the script refuses unless the kernel already lists it.
+IPTC_ORACLE = r"""
+import json, sys
+names = open("/proc/net/ip_tables_names").read().split()
+if "filter" not in names:
+    print(json.dumps({"skip": names}))
+    sys.exit(0)
+import iptc
+table = iptc.Table(iptc.Table.FILTER)
+table.refresh()
+out = {}
+for chain in table.chains:
+    rules = [list(r.get_counters()) for r in chain.rules]
+    policy = None
+    if chain.is_builtin():
+        name, counters = table.get_policy(chain.name)
+        policy = [name.name if hasattr(name, "name") else str(name), list(counters)]
+    out[chain.name] = {"rules": rules, "policy": policy}
+print(json.dumps({"ok": out}))
+"""
+
+
+class Agent:
+    """The firewall collector running inside the lab host."""
+
+    def __init__(self, ns: lab.Netns) -> None:
+        self.proc = ns.popen(
+            sys.executable,
+            "-c",
+            AGENT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=str(REPO),
+        )
+
+    def collect(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"collect\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"agent died (rc={self.proc.poll()})"
+        reply = json.loads(line)
+        assert "error" not in reply, reply["error"]
+        result: dict[str, Any] = reply["ok"]
+        return result
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclasses.dataclass
+class FwLab:
+    kind: str  # "nft" / "legacy"
+    backend: str
+    host: lab.Netns
+    c1: lab.Netns  # on docker0
+    c2: lab.Netns  # on br-40d652e0aac8, 172.18.0.2
+    agent: Agent
+
+    def new_agent(self) -> None:
+        """A fresh collector process: its first poll reads the text again."""
+        self.agent.close()
+        self.agent = Agent(self.host)
+
+    def save(self, family: str) -> str:
+        cmd = ("iptables" if family == "ipv4" else "ip6tables") + f"-{self.kind}-save"
+        return self.host.exec(cmd, "-c")
+
+    def rules(self) -> dict[str, str]:
+        """Both families' rulesets without comments and counters."""
+        return {
+            f: re.sub(r"\[\d+:\d+\]", "", re.sub(r"^#.*$", "", self.save(f), flags=re.M))
+            for f in ("ipv4", "ipv6")
+        }
+
+    def names(self) -> tuple[str, str]:
+        return (
+            self.host.exec("cat", "/proc/net/ip_tables_names", check=False),
+            self.host.exec("cat", "/proc/net/ip6_tables_names", check=False),
+        )
+
+    def nft_ruleset(self) -> str:
+        return self.host.exec("nft", "-s", "list", "ruleset")
+
+
+def _quiet(ns: lab.Netns) -> None:
+    for conf in ("all", "default"):
+        ns.exec("sysctl", "-q", "-w", f"net.ipv6.conf.{conf}.disable_ipv6=1")
+
+
+@pytest.fixture(scope="module", params=["nft", "legacy"])
+def fwlab(request: pytest.FixtureRequest) -> Iterator[FwLab]:
+    lab.need_root()
+    kind: str = request.param
+    with lab.netns(f"fw{kind[0]}h") as host, lab.namespaces(f"fw{kind[0]}c", 2) as (c1, c2):
+        for ns in (host, c1, c2):
+            _quiet(ns)
+        lab.add_bridge(host, "docker0", "172.17.0.1/16")
+        lab.add_bridge(host, "br-40d652e0aac8", "172.18.0.1/16")
+        lab.add_container(
+            host,
+            c1,
+            host_if="veth1c1",
+            bridge="docker0",
+            addr="172.17.0.2/16",
+            gateway="172.17.0.1",
+        )
+        lab.add_container(
+            host,
+            c2,
+            host_if="veth2c2",
+            bridge="br-40d652e0aac8",
+            addr="172.18.0.2/16",
+            gateway="172.18.0.1",
+        )
+        lab.enable_forwarding(host)
+        seed = (FIX / "seed-docker-classic.iptables-save").read_text()
+        host.exec(f"iptables-{kind}-restore", input=seed)
+        v6 = (FIX / "docker-classic-ipv6.ip6tables-save").read_text()
+        host.exec(f"ip6tables-{kind}-restore", input=v6)
+        native = lab.docker_nft_ruleset(
+            [("br-29aaaaaaaaaa", "10.229.0.0/16")], [("br-29aaaaaaaaaa", "10.229.0.2", 8080, 80)]
+        )
+        host.exec("nft", "-f", "-", input=native + NP_LAB_TABLE)
+        backend = "iptables-nft" if kind == "nft" else "iptables-legacy"
+        fw = FwLab(kind, backend, host, c1, c2, Agent(host))
+        try:
+            yield fw
+        finally:
+            fw.agent.close()
+
+
+def _tables(data: dict[str, Any], backend: str, family: str) -> dict[str, dict[str, Any]]:
+    return {
+        t["name"]: t for t in data["tables"] if t["backend"] == backend and t["family"] == family
+    }
+
+
+def _assert_equals_save(data: dict[str, Any], save_text: str, backend: str, family: str) -> int:
+    """Every rule and policy counter of the collector equals the tool's; returns rules compared."""
+    got = _tables(data, backend, family)
+    saved = parse_iptables_save(save_text, family, backend)
+    assert sorted(got) == sorted(t.name for t in saved)
+    n = 0
+    for table in saved:
+        chains = {c["name"]: c for c in got[table.name]["chains"]}
+        assert list(chains) == [c.name for c in table.chains]  # default config: all of them
+        for c in table.chains:
+            mine = chains[c.name]
+            assert [(r["text"], r["packets"], r["bytes"]) for r in mine["rules"]] == [
+                (r.text, r.packets, r.bytes) for r in c.rules
+            ], f"{table.name}/{c.name}"
+            assert (mine["policy"], mine["policy_packets"], mine["policy_bytes"]) == (
+                c.policy,
+                c.policy_packets,
+                c.policy_bytes,
+            ), f"{table.name}/{c.name} policy"
+            n += len(c.rules)
+    return n
+
+
+def _collect_at_rest(fw: FwLab) -> tuple[dict[str, Any], dict[str, str]]:
+    """Collect between two identical iptables-save -c readings (no packet moved in between)."""
+    for _ in range(5):
+        before = {f: fw.save(f) for f in ("ipv4", "ipv6")}
+        reply = fw.agent.collect()
+        after = {f: fw.save(f) for f in ("ipv4", "ipv6")}
+        if _strip_comments(before) == _strip_comments(after):
+            return reply, after
+    raise AssertionError("counters never stood still around a collect")
+
+
+def _strip_comments(texts: dict[str, str]) -> dict[str, str]:
+    return {k: re.sub(r"^#.*$", "", v, flags=re.M) for k, v in texts.items()}
+
+
+def _rule(data: dict[str, Any], backend: str, table: str, chain: str, text: str) -> dict[str, Any]:
+    for t in data["tables"]:
+        if (t["backend"], t["family"], t["name"]) == (backend, "ipv4", table):
+            for c in t["chains"]:
+                if c["name"] == chain:
+                    (rule,) = [r for r in c["rules"] if r["text"] == text]
+                    return dict(rule)
+    raise AssertionError(f"no rule {table}/{chain} {text!r}")
+
+
+def _np_lab_counter(data: dict[str, Any]) -> int:
+    (table,) = [t for t in data["tables"] if t["name"] == "np-lab"]
+    (chain,) = table["chains"]
+    rule = chain["rules"][0]
+    assert rule["text"] == "ip daddr 172.18.0.2 icmp type echo-request counter"
+    assert chain["rules"][1] == {"text": "meta l4proto udp", "packets": None, "bytes": None}
+    return int(rule["packets"])
+
+
+def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert got["backends"] == want["backends"]
+    assert [(t["family"], t["backend"], t["name"]) for t in got["tables"]] == [
+        (t["family"], t["backend"], t["name"]) for t in want["tables"]
+    ]
+    for g, w in zip(got["tables"], want["tables"], strict=True):
+        for gc, wc in zip(g["chains"], w["chains"], strict=True):
+            assert gc == wc, (g["name"], gc["name"])
+    assert got == want
+
+
+def test_counters_equal_save_and_isolation_drop_moves_by_n(fwlab: FwLab) -> None:
+    names_before = fwlab.names()
+    rules_before = fwlab.rules()
+    nft_before = fwlab.nft_ruleset()
+
+    # A fresh collector's first poll reads the text, its second the raw counters:
+    # with no packet moving around both (the -save output did not change),
+    # they must agree exactly.
+    for _ in range(5):
+        fwlab.new_agent()
+        before = {f: fwlab.save(f) for f in ("ipv4", "ipv6")}
+        first = fwlab.agent.collect()
+        second = fwlab.agent.collect()
+        saved = {f: fwlab.save(f) for f in ("ipv4", "ipv6")}
+        if _strip_comments(before) == _strip_comments(saved):
+            break
+    else:
+        raise AssertionError("counters never stood still around two polls")
+    assert second["text_reads"] == first["text_reads"]
+    assert sum(first["text_reads"].values()) == 1 + (fwlab.kind == "legacy") * 2
+    data = first["data"]
+    assert data["errors"] == []
+    expected_backends = {
+        ("ipv4", fwlab.backend),
+        ("ipv6", fwlab.backend),
+        ("ipv4", "nftables"),
+        ("ipv6", "nftables"),
+    }
+    assert set(map(tuple, data["backends"])) == expected_backends
+    for fam in ("ipv4", "ipv6"):
+        assert _assert_equals_save(data, saved[fam], fwlab.backend, fam) > 0
+    _assert_same(second["data"], data)
+    # the native tables: every chain (docker-bridges/* and the base chains)
+    native = {t["name"]: t for t in data["tables"] if t["backend"] == "nftables"}
+    assert sorted(native) == ["docker-bridges", "np-lab"]
+    assert native["np-lab"]["family"] == "inet"
+    listed = parse_nft_text(
+        fwlab.host.exec("nft", "-s", "-a", "list", "table", "ip", "docker-bridges")
+    )
+    assert [c["name"] for c in native["docker-bridges"]["chains"]] == [
+        c.name for c in listed[0].chains
+    ]
+
+    drop0 = _rule(data, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
+    np0 = _np_lab_counter(data)
+    lab.ping(fwlab.c1, "172.18.0.2", PINGS)
+
+    third, saved = _collect_at_rest(fwlab)
+    assert third["text_reads"] == first["text_reads"], "counters must come from the raw path"
+    data = third["data"]
+    for fam in ("ipv4", "ipv6"):
+        _assert_equals_save(data, saved[fam], fwlab.backend, fam)
+    drop1 = _rule(data, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
+    assert drop1["packets"] - drop0["packets"] == PINGS
+    assert drop1["bytes"] - drop0["bytes"] == PINGS * 84
+    assert _np_lab_counter(data) - np0 == PINGS
+    listed_np = parse_nft_text(fwlab.host.exec("nft", "-a", "list", "table", "inet", "np-lab"))
+    assert listed_np[0].chains[0].rules[0].packets == _np_lab_counter(data)
+
+    # read-only: same rules, same tables, no legacy table appeared
+    assert fwlab.rules() == rules_before
+    assert _strip_comments({"n": fwlab.nft_ruleset()}) == _strip_comments({"n": nft_before})
+    assert fwlab.names() == names_before
+    if fwlab.kind == "nft":
+        assert names_before == ("", "")
+
+
+def test_structure_change_rereads_text(fwlab: FwLab) -> None:
+    ipt = f"iptables-{fwlab.kind}"
+    start = fwlab.agent.collect()
+    # a same-size change: only the skeleton (legacy) or the generation (nft) can notice
+    fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker9", "-j", "DROP")
+    try:
+        changed = fwlab.agent.collect()
+        kind = "nf_tables" if fwlab.kind == "nft" else "iptables-legacy"
+        assert changed["text_reads"][kind] == start["text_reads"][kind] + 1
+        texts = [
+            r["text"]
+            for t in changed["data"]["tables"]
+            if t["backend"] == fwlab.backend and t["family"] == "ipv4" and t["name"] == "filter"
+            for c in t["chains"]
+            if c["name"] == "DOCKER-ISOLATION-STAGE-2"
+            for r in c["rules"]
+        ]
+        assert texts == [ISOLATION_DROP, "-o docker9 -j DROP", "-j RETURN"]
+        _, saved = _collect_at_rest(fwlab)
+        again = fwlab.agent.collect()
+        _assert_equals_save(again["data"], saved["ipv4"], fwlab.backend, "ipv4")
+    finally:
+        fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker0", "-j", "DROP")
+
+
+def test_python_iptables_oracle_agrees_on_legacy(fwlab: FwLab) -> None:
+    if fwlab.kind != "legacy":
+        pytest.skip("python-iptables reads only the legacy backend")
+    names_before = fwlab.names()
+    assert "filter" in names_before[0].split()  # never let the oracle create a table
+    lab.ping(fwlab.c1, "172.18.0.2", 2)
+    for _ in range(5):
+        oracle = json.loads(fwlab.host.exec(sys.executable, "-c", IPTC_ORACLE))
+        data = fwlab.agent.collect()["data"]
+        again = json.loads(fwlab.host.exec(sys.executable, "-c", IPTC_ORACLE))
+        if oracle == again:
+            break
+    assert "ok" in oracle, oracle
+    (flt,) = [
+        t
+        for t in data["tables"]
+        if (t["backend"], t["family"], t["name"]) == ("iptables-legacy", "ipv4", "filter")
+    ]
+    assert sorted(c["name"] for c in flt["chains"]) == sorted(oracle["ok"])
+    for c in flt["chains"]:
+        o = oracle["ok"][c["name"]]
+        assert [[r["packets"], r["bytes"]] for r in c["rules"]] == o["rules"], c["name"]
+        if o["policy"] is not None:
+            assert [c["policy_packets"], c["policy_bytes"]] == o["policy"][1]
+            assert c["policy"] == o["policy"][0]
+    assert fwlab.names() == names_before
