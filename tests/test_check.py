@@ -174,3 +174,21 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         proc = _check(host, "--no-collector.containers", f"--web.config.file={bad}")
         assert proc.returncode == 1
         assert "[FAIL] web" in proc.stdout and "not a bcrypt hash" in proc.stdout
+
+
+@pytest.mark.lab
+@pytest.mark.xfail(
+    strict=True,
+    reason="firewall.py: iptables-nft-save prints every built-in chain of a table, the kernel "
+    "holds only those created (dockerd's `iptables -t nat -N DOCKER` makes no INPUT chain): "
+    "'text and kernel chains differ' on every real Docker host. Reported to the lead.",
+)
+def test_check_on_a_nat_table_made_the_way_dockerd_makes_it() -> None:
+    lab.need_root()
+    with lab.netns("chknat") as host:
+        host.exec("iptables-nft", "-t", "nat", "-N", "DOCKER")
+        host.exec("iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "10.213.0.0/24",
+                  "!", "-o", "docker0", "-j", "MASQUERADE")  # fmt: skip
+        proc = _check(host, "--no-collector.containers")
+        assert "[FAIL]" not in proc.stdout, proc.stdout
+        assert proc.returncode == 0
