@@ -55,6 +55,7 @@ CONTAINER_EVENTS = ("start", "die", "destroy", "rename", "create")
 NETWORK_EVENTS = ("connect", "disconnect", "create", "destroy")
 _REMOVE = "remove"
 _INSPECT = "inspect"
+_ENDPOINTS = "endpoints"  # a network (dis)connected: inspect, unless the container died
 
 # --------------------------------------------------------------------------
 # Parsing (pure): Docker API JSON -> model
@@ -189,7 +190,11 @@ def has_own_netns(container: Container) -> bool:
 
 
 def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A Docker event -> (container id, "remove" | "inspect"), ("", "networks"), or None."""
+    """A Docker event -> (container id, what to do) or ("", "networks"), or None.
+
+    What to do: "remove" (died, destroyed), "inspect" (started, renamed, created)
+    or "endpoints" (a network was connected or disconnected).
+    """
     kind = event.get("Type")
     action = str(event.get("Action") or event.get("status") or "")
     actor = event.get("Actor") or {}
@@ -203,7 +208,7 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
             return "", "networks"
         if action in ("connect", "disconnect"):
             cid = str((actor.get("Attributes") or {}).get("container") or "")
-            return (cid, _INSPECT) if cid else None
+            return (cid, _ENDPOINTS) if cid else None
     return None
 
 
@@ -419,6 +424,10 @@ class _EventFollower:
         with self._lock:
             if what == "networks":
                 self._networks_changed = True
+            elif what == _ENDPOINTS:
+                # A dying container's endpoints are disconnected after "die": keep the removal.
+                if self._pending.get(cid) != _REMOVE:
+                    self._pending[cid] = _INSPECT
             else:
                 self._pending[cid] = what
 

@@ -153,12 +153,12 @@ def test_netns_paths() -> None:
         (
             {"Type": "network", "Action": "connect",
              "Actor": {"ID": "n", "Attributes": {"container": "c", "name": "appnet"}}},
-            ("c", "inspect"),
+            ("c", "endpoints"),
         ),
         (
             {"Type": "network", "Action": "disconnect",
              "Actor": {"ID": "n", "Attributes": {"container": "c"}}},
-            ("c", "inspect"),
+            ("c", "endpoints"),
         ),
         ({"Type": "network", "Action": "create", "Actor": {"ID": "n"}}, ("", "networks")),
         ({"Type": "network", "Action": "destroy", "Actor": {"ID": "n"}}, ("", "networks")),
@@ -441,7 +441,10 @@ class FakeDaemon:
     def stop(self, name: str) -> None:
         cid = self.by_name[name]
         self.containers[cid] = {**self.containers[cid], "State": {"Running": False, "Pid": 0}}
-        self.emit("container", "die", cid)
+        self.emit("container", "kill", cid)
+        self.emit("container", "die", cid)  # then, like dockerd, its endpoints go
+        self.emit("network", "disconnect", "n" * 64, container=cid)
+        self.emit("container", "stop", cid)
 
 
 class Clock:
@@ -502,7 +505,7 @@ def test_collector_follows_events(fake: Any) -> None:
     coll.collect()
     daemon.inspects.clear()
     calls = coll.api_calls
-    daemon.stop("c1")  # die: removed without asking Docker
+    daemon.stop("c1")  # die, disconnect: removed without asking Docker
     assert "c1" not in names(coll.collect())
     assert coll.api_calls == calls and daemon.inspects == []
 
