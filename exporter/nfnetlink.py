@@ -445,6 +445,8 @@ def parse_rule_messages(
     append = out.append
     pattern = _COUNTER_PATTERN
     pk_header = _PACKETS_HEADER
+    prefix = b""  # the previous rule's table and chain attributes plus the handle's header
+    ptable = pchain = ""
     off, n = 0, len(data)
     while off < n:
         if off + 16 > n:
@@ -460,28 +462,43 @@ def parse_rule_messages(
             raise InterruptedError("nf_tables dump interrupted by a ruleset change")
         if mtype == T_NEWRULE:
             a = off + 20
-            table = chain = ""
-            handle = -1
-            while a + 4 <= end:
-                alen, atype = unpack_attr(data, a)
-                if alen < 4 or a + alen > end:
-                    raise ValueError(f"malformed netlink attribute at offset {a}")
-                atype &= _NLA_TYPE_MASK
-                if atype in (NFTA_RULE_TABLE, NFTA_RULE_CHAIN):
-                    raw = data[a + 4 : a + alen]
-                    name = names.get(raw)
-                    if name is None:
-                        name = names[raw] = raw.split(b"\0", 1)[0].decode(errors="replace")
-                    if atype == NFTA_RULE_TABLE:
-                        table = name
+            if prefix and startswith(prefix, a) and a + len(prefix) + 8 <= end:
+                # same table and chain attributes as the previous rule: handle follows
+                table, chain = ptable, pchain
+                a += len(prefix)
+                handle = unpack_be64(data, a)[0]
+                a += 8
+            else:
+                table = chain = ""
+                handle = -1
+                seen = 0
+                while a + 4 <= end:
+                    alen, atype = unpack_attr(data, a)
+                    if alen < 4 or a + alen > end:
+                        raise ValueError(f"malformed netlink attribute at offset {a}")
+                    atype &= _NLA_TYPE_MASK
+                    if atype in (NFTA_RULE_TABLE, NFTA_RULE_CHAIN):
+                        raw = data[a + 4 : a + alen]
+                        name = names.get(raw)
+                        if name is None:
+                            name = names[raw] = raw.split(b"\0", 1)[0].decode(errors="replace")
+                        if atype == NFTA_RULE_TABLE:
+                            table = name
+                            seen |= 1 if seen == 0 else 4
+                        else:
+                            chain = name
+                            seen |= 2 if seen == 1 else 4
+                    elif atype == NFTA_RULE_HANDLE:
+                        if alen >= 12:
+                            handle = unpack_be64(data, a + 4)[0]
+                            if seen == 3 and alen == 12:
+                                prefix = data[off + 20 : a + 4]
+                                ptable, pchain = table, chain
+                        a += (alen + 3) & ~3
+                        break
                     else:
-                        chain = name
-                elif atype == NFTA_RULE_HANDLE:
-                    if alen >= 12:
-                        handle = unpack_be64(data, a + 4)[0]
+                        seen |= 4
                     a += (alen + 3) & ~3
-                    break
-                a += (alen + 3) & ~3
             i = find(pattern, a, end)
             if i >= 0 and startswith(pk_header, i + 28) and i + 36 <= end:
                 nbytes, packets = unpack_ctr(data, i + 20)
