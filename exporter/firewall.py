@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -54,6 +55,7 @@ _NFT_SAVE = {"ipv4": "iptables-nft-save", "ipv6": "ip6tables-nft-save"}
 _LEGACY_SAVE = {"ipv4": "iptables-legacy-save", "ipv6": "ip6tables-legacy-save"}
 _PACKAGE = {"nft": "nftables"}
 _STRUCTURE_ATTEMPTS = 3
+RETRY_AFTER = 60.0  # seconds before a failed text read (missing tool, timeout) is retried
 
 
 class CommandError(Exception):
@@ -245,6 +247,7 @@ class _NftState:
     holds: set[tuple[str, str]]
     errors: list[str]
     base_keys: list[tuple[int, str, str]] = field(default_factory=list)
+    retry_at: float = 0.0  # monotonic time after which failed text reads are retried
 
 
 @dataclass(slots=True)
@@ -263,6 +266,10 @@ class _LegacyState:
 
 class _Restructure(Exception):
     """The raw read does not line up with the known structure: re-read the text."""
+
+
+class _Unsettled(Exception):
+    """The ruleset kept changing while its text was read; the next poll tries again."""
 
 
 # --------------------------------------------------------------------------
@@ -284,6 +291,7 @@ class FirewallCollector:
         self._xt = XtReader()
         self._nft_state: _NftState | None = None
         self._legacy: dict[str, _LegacyState] = {}
+        self._legacy_failed: dict[str, tuple[float, str]] = {}  # family -> (retry at, error)
         self._cache: dict[tuple[str, ...], tuple[object, Chain]] = {}
         self._new_cache: dict[tuple[str, ...], tuple[object, Chain]] = {}
         self._selected: dict[tuple[str, str, bool], bool] = {}
@@ -307,39 +315,45 @@ class FirewallCollector:
         tables: list[Table] = []
         errors: list[str] = []
         holds: set[tuple[str, str]] = set()
-        ok = 0
         self._new_cache = {}
         try:
             nft_tables, nft_holds, nft_errors = self._collect_nft()
             tables.extend(nft_tables)
             holds |= nft_holds
             errors.extend(nft_errors)
-            if nft_tables or not nft_errors:
-                ok += 1
         except OSError as exc:
             self._nft.close()
             self._nft_state = None
             if exc.errno not in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT):
                 errors.append(_os_error_message("nf_tables (netlink)", exc))
-        except (CommandError, ValueError) as exc:
+        except (CommandError, ValueError, _Unsettled) as exc:
             self._nft_state = None
             errors.append(f"nf_tables: {exc}")
         for fam in (xtables.IPV4, xtables.IPV6):
+            failed = self._legacy_failed.get(fam.name)
+            if failed is not None and time.monotonic() < failed[0]:
+                errors.append(failed[1])
+                continue
             try:
                 legacy_tables, legacy_holds = self._collect_legacy(fam)
                 tables.extend(legacy_tables)
                 if legacy_holds:
                     holds.add((fam.name, BACKEND_IPTABLES_LEGACY))
-                ok += 1
+                self._legacy_failed.pop(fam.name, None)
             except OSError as exc:
                 self._legacy.pop(fam.name, None)
                 self._xt.close()
                 errors.append(_os_error_message(f"iptables-legacy {fam.name} (getsockopt)", exc))
-            except (CommandError, ValueError) as exc:
+            except _Unsettled as exc:
                 self._legacy.pop(fam.name, None)
                 errors.append(f"iptables-legacy {fam.name}: {exc}")
+            except (CommandError, ValueError) as exc:
+                self._legacy.pop(fam.name, None)
+                message = f"iptables-legacy {fam.name}: {exc}"
+                self._legacy_failed[fam.name] = (time.monotonic() + RETRY_AFTER, message)
+                errors.append(message)
         self._cache = self._new_cache
-        if errors and not ok:
+        if errors and not tables and not holds:
             raise CollectorError("; ".join(errors))
         order = {BACKEND_IPTABLES_NFT: 0, BACKEND_IPTABLES_LEGACY: 1, BACKEND_NFTABLES: 2}
         return FirewallData(
@@ -388,12 +402,20 @@ class FirewallCollector:
     def _collect_nft(self) -> tuple[list[Table], set[tuple[str, str]], list[str]]:
         state = self._nft_state
         gen = self._nft.generation()
-        if state is not None and state.gen == gen and not state.errors:
+        # After a failed text read (missing tool, timeout) the tables that did
+        # read keep their counters; the text is retried after a back-off.
+        if (
+            state is not None
+            and state.gen == gen
+            and (not state.errors or time.monotonic() < state.retry_at)
+        ):
             try:
-                return self._nft_counters(state), state.holds, []
+                return self._nft_counters(state), state.holds, list(state.errors)
             except _Restructure:
                 pass
         tables, state = self._nft_structure()
+        if state.errors:
+            state.retry_at = time.monotonic() + RETRY_AFTER
         self._nft_state = state
         return tables, state.holds, list(state.errors)
 
@@ -453,7 +475,7 @@ class FirewallCollector:
             if self._nft.generation() == gen:
                 self.text_reads["nf_tables"] += 1
                 return result
-        raise CommandError("the nf_tables ruleset kept changing while it was read")
+        raise _Unsettled("the nf_tables ruleset kept changing while it was read")
 
     def _nft_structure_once(self, gen: int) -> tuple[list[Table], _NftState]:
         reader = self._nft
@@ -720,7 +742,7 @@ class FirewallCollector:
                 continue
             self.text_reads["iptables-legacy"] += 1
             return self._legacy_build(fam, names, parsed, after)
-        raise CommandError(problem)
+        raise _Unsettled(problem)
 
     def _legacy_build(
         self,

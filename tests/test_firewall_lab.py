@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,9 +39,10 @@ PINGS = 5
 
 AGENT = r"""
 import dataclasses, json, sys
+from exporter.collector import CollectorError
 from exporter.config import FirewallConfig
 from exporter.firewall import FirewallCollector
-collector = FirewallCollector(FirewallConfig())
+collector = FirewallCollector(FirewallConfig(**json.loads(sys.argv[1])))
 for line in sys.stdin:
     cmd = line.strip()
     try:
@@ -50,6 +52,8 @@ for line in sys.stdin:
         else:
             raise ValueError(cmd)
         print(json.dumps({"ok": out}), flush=True)
+    except CollectorError as exc:
+        print(json.dumps({"ok": {"collector_error": str(exc)}}), flush=True)
     except Exception as exc:
         print(json.dumps({"error": repr(exc)}), flush=True)
 """
@@ -90,11 +94,19 @@ print(json.dumps({"ok": out}))
 class Agent:
     """The firewall collector running inside the lab host."""
 
-    def __init__(self, ns: lab.Netns) -> None:
+    def __init__(
+        self,
+        ns: lab.Netns,
+        config: dict[str, Any] | None = None,
+        *,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.proc = ns.popen(
+            *prefix,
             sys.executable,
             "-c",
             AGENT,
+            json.dumps(config or {}),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=str(REPO),
@@ -395,3 +407,67 @@ def test_python_iptables_oracle_agrees_on_legacy(fwlab: FwLab) -> None:
             assert [c["policy_packets"], c["policy_bytes"]] == o["policy"][1]
             assert c["policy"] == o["policy"][0]
     assert fwlab.names() == names_before
+
+
+def _tool_dir(tmp_path: Path, fakes: dict[str, str]) -> tuple[str, ...]:
+    """A command prefix whose PATH holds only ``nft`` and the given fake scripts."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    nft = shutil.which("nft")
+    assert nft is not None
+    (bindir / "nft").symlink_to(nft)
+    for name, script in fakes.items():
+        (bindir / name).write_text("#!/bin/sh\n" + script + "\n")
+        (bindir / name).chmod(0o755)
+    return ("env", f"PATH={bindir}")
+
+
+def _native_tables(data: dict[str, Any]) -> list[str]:
+    return sorted(t["name"] for t in data["tables"] if t["backend"] == "nftables")
+
+
+def test_missing_save_tool_is_reported_other_backends_still_read(
+    fwlab: FwLab, tmp_path: Path
+) -> None:
+    agent = Agent(fwlab.host, prefix=_tool_dir(tmp_path, {}))
+    try:
+        reply = agent.collect()
+        data = reply["data"]
+        save = f"iptables-{fwlab.kind}-save"
+        expected = f"{save} not found: install the iptables package"
+        assert any(expected in e for e in data["errors"]), data["errors"]
+        assert len(data["errors"]) == 2  # ipv4 and ipv6
+        assert _native_tables(data) == ["docker-bridges", "np-lab"]
+        assert not [t for t in data["tables"] if t["backend"] == fwlab.backend]
+        # the error stays reported while the working backend keeps counting
+        again = agent.collect()["data"]
+        assert again["errors"] == data["errors"]
+        assert _native_tables(again) == ["docker-bridges", "np-lab"]
+    finally:
+        agent.close()
+
+
+def test_timeout_is_reported(fwlab: FwLab, tmp_path: Path) -> None:
+    fakes = {f"{v}tables-{fwlab.kind}-save": "exec /bin/sleep 30" for v in ("ip", "ip6")}
+    agent = Agent(fwlab.host, {"command_timeout": 0.3}, prefix=_tool_dir(tmp_path, fakes))
+    try:
+        data = agent.collect()["data"]
+        assert any("-save -c timed out after 0.3s" in e for e in data["errors"]), data["errors"]
+        assert _native_tables(data) == ["docker-bridges", "np-lab"]
+    finally:
+        agent.close()
+
+
+def test_not_root_fails_clearly(fwlab: FwLab) -> None:
+    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    agent = Agent(fwlab.host, prefix=nobody)
+    try:
+        reply = agent.collect()
+    finally:
+        agent.close()
+    # nothing at all could be read: nf_tables refuses, and so do legacy tables where present
+    message = reply["collector_error"]
+    assert "nf_tables (netlink): permission denied" in message
+    assert "root or CAP_NET_ADMIN" in message
+    if fwlab.kind == "legacy":
+        assert "iptables-legacy ipv4 (getsockopt): permission denied" in message
