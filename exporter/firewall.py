@@ -707,6 +707,8 @@ class FirewallCollector:
             counts = plan.layout.read(info, buf, xtables.ENTRIES_OFFSET)
             if counts is None:
                 raise _Restructure()
+            if not plan.chains:
+                continue  # read only to notice structure changes
             pks, bys = counts
             chains = []
             for c in plan.chains:

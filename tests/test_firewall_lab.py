@@ -471,3 +471,53 @@ def test_not_root_fails_clearly(fwlab: FwLab) -> None:
     assert "root or CAP_NET_ADMIN" in message
     if fwlab.kind == "legacy":
         assert "iptables-legacy ipv4 (getsockopt): permission denied" in message
+
+
+def test_selection_limits_what_is_read_and_exported(fwlab: FwLab) -> None:
+    # FORWARD and STAGE-1 hold most of filter's rules: the rest is dumped chain by chain
+    config = {
+        "chains_exclude": ["filter/FORWARD", "filter/DOCKER-ISOLATION-STAGE-1", "nat/*"],
+        "chains_include": ["filter/DOCKER*"],
+    }
+    agent = Agent(fwlab.host, config)
+    try:
+        first = agent.collect()["data"]
+        lab.ping(fwlab.c1, "172.18.0.2", PINGS)
+        for _ in range(5):
+            before = {f: fwlab.save(f) for f in ("ipv4", "ipv6")}
+            data = agent.collect()["data"]
+            saved = {f: fwlab.save(f) for f in ("ipv4", "ipv6")}
+            if _strip_comments(before) == _strip_comments(saved):
+                break
+    finally:
+        agent.close()
+    names = {
+        (t["family"], t["backend"], t["name"]): [c["name"] for c in t["chains"]]
+        for t in data["tables"]
+    }
+    flt = names[("ipv4", fwlab.backend, "filter")]
+    assert flt == ["INPUT", "OUTPUT", "DOCKER", "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER"]
+    assert ("ipv4", fwlab.backend, "nat") not in names  # every chain excluded
+    assert names[("inet", "nftables", "np-lab")] == ["counting"]  # base chain: built-in
+    assert names[("ip", "nftables", "docker-bridges")] == [
+        "filter-FORWARD",
+        "nat-OUTPUT",
+        "nat-POSTROUTING",
+        "nat-PREROUTING",
+        "raw-PREROUTING",
+    ]
+    # still exact, and the raw path (chain-by-chain dumps) saw the drops
+    saved_filter = [
+        t for t in parse_iptables_save(saved["ipv4"], "ipv4", "x") if t.name == "filter"
+    ]
+    by_chain = {c.name: c for c in saved_filter[0].chains}
+    for t in data["tables"]:
+        if (t["family"], t["backend"], t["name"]) == ("ipv4", fwlab.backend, "filter"):
+            for c in t["chains"]:
+                want = by_chain[c["name"]]
+                assert [(r["text"], r["packets"], r["bytes"]) for r in c["rules"]] == [
+                    (r.text, r.packets, r.bytes) for r in want.rules
+                ]
+    drop0 = _rule(first, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
+    drop1 = _rule(data, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
+    assert drop1["packets"] - drop0["packets"] == PINGS
