@@ -163,12 +163,12 @@ def outer(rules: int, runs: int) -> None:
         )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="firewall_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv if argv is not None else [])
     if args.inner:
         inner(args.runs)
     else:
@@ -176,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
