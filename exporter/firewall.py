@@ -292,8 +292,9 @@ class FirewallCollector:
         self._nft_state: _NftState | None = None
         self._legacy: dict[str, _LegacyState] = {}
         self._legacy_failed: dict[str, tuple[float, str]] = {}  # family -> (retry at, error)
-        self._cache: dict[tuple[str, ...], tuple[object, Chain]] = {}
-        self._new_cache: dict[tuple[str, ...], tuple[object, Chain]] = {}
+        # per chain: (plan, raw counters snapshot, the Chain built from them)
+        self._cache: dict[tuple[str, ...], tuple[_ChainPlan, object, Chain]] = {}
+        self._new_cache: dict[tuple[str, ...], tuple[_ChainPlan, object, Chain]] = {}
         self._selected: dict[tuple[str, str, bool], bool] = {}
         # how often rule text was (re-)read, per backend kind; for tests and benchmarks
         self.text_reads = {"nf_tables": 0, "iptables-legacy": 0}
@@ -372,12 +373,16 @@ class FirewallCollector:
         counters: Iterable[tuple[int | None, int | None]],
         policy_counters: tuple[int | None, int | None],
     ) -> Chain:
-        """The model Chain; the previous poll's object when nothing changed."""
+        """The model Chain; the previous poll's object when nothing changed.
+
+        ``snapshot`` holds the raw counters; the chain is reused only under the
+        same plan (the same text), so a changed rule never keeps an old text.
+        """
         prev = self._cache.get(key)
-        if prev is not None and prev[0] == snapshot:
+        if prev is not None and prev[0] is plan and prev[1] == snapshot:
             self._new_cache[key] = prev
-            return prev[1]
-        old_rules = prev[1].rules if prev is not None else ()
+            return prev[2]
+        old_rules = prev[2].rules if prev is not None else ()
         rules: list[Rule] = []
         for i, (text, (pk, by)) in enumerate(zip(plan.texts, counters, strict=True)):
             if i < len(old_rules):
@@ -394,7 +399,7 @@ class FirewallCollector:
             policy_bytes=policy_counters[1],
             hook=plan.hook,
         )
-        self._new_cache[key] = (snapshot, chain)
+        self._new_cache[key] = (plan, snapshot, chain)
         return chain
 
     # -- nf_tables -----------------------------------------------------------
