@@ -524,12 +524,21 @@ class FirewallCollector:
             text_table = ipt_text.get(key)
             if text_table is not None:
                 label = _IPT_NFT_FAMILIES[fam_num]
-                if table_holds_rules(text_table):
-                    holds.add((label, BACKEND_IPTABLES_NFT))
                 if not has_selected(key):
+                    if table_holds_rules(text_table):
+                        holds.add((label, BACKEND_IPTABLES_NFT))
                     continue
-                plan, table = self._plan_iptables_nft(fam_num, label, text_table, chains)
-            else:
+                try:
+                    plan, table = self._plan_iptables_nft(fam_num, label, text_table, chains)
+                except ValueError:
+                    # iptables-nft-save cannot render this table faithfully (made
+                    # with nft, e.g. with sets): read it as a native table. A
+                    # concurrent change instead shows in the generation check.
+                    text_table = None
+                else:
+                    if table_holds_rules(text_table):
+                        holds.add((label, BACKEND_IPTABLES_NFT))
+            if text_table is None:
                 fam_name = nfnetlink.FAMILY_NAMES.get(fam_num, str(fam_num))
                 selected = has_selected(key)
                 if self._nft_holds(fam_num, tname, chains):
@@ -586,13 +595,22 @@ class FirewallCollector:
     ) -> tuple[_NftTablePlan, Table]:
         rules, spans = self._dump_table(fam, text.name)
         info_by_name = {c.name: c for c in chains}
-        if set(info_by_name) != {c.name for c in text.chains}:
+        if set(info_by_name) - {c.name for c in text.chains}:
             raise ValueError(f"iptables-nft {label} {text.name}: text and kernel chains differ")
         plans: list[_ChainPlan] = []
         out: list[Chain] = []
         selected_rules = 0
         for c in text.chains:
             builtin = c.policy is not None
+            info = info_by_name.get(c.name)
+            if info is None:
+                # iptables-nft creates built-in chains only when first used, but
+                # -save prints them all: an absent one holds nothing, skip it.
+                if builtin and not c.rules:
+                    continue
+                raise ValueError(f"iptables-nft {label} {text.name}/{c.name}: not in the kernel")
+            if info.is_base != builtin:
+                raise ValueError(f"iptables-nft {label} {text.name}/{c.name}: chain kind differs")
             span = spans.get(c.name, (0, 0))
             if span[1] - span[0] != len(c.rules):
                 raise ValueError(

@@ -521,3 +521,54 @@ def test_selection_limits_what_is_read_and_exported(fwlab: FwLab) -> None:
     drop0 = _rule(first, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
     drop1 = _rule(data, fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2", ISOLATION_DROP)
     assert drop1["packets"] - drop0["packets"] == PINGS
+
+
+INCOMPATIBLE = """
+table ip filter {
+    chain INPUT {
+        type filter hook input priority 10; policy accept;
+        ip saddr 1.2.3.4 counter drop
+    }
+    chain DOCKER-USER { counter return; }
+}
+table ip nat {
+    chain mybase { type nat hook postrouting priority 100; policy accept; counter masquerade; }
+}
+"""
+
+
+def test_lazy_iptables_nft_chains_and_tables_iptables_cannot_print() -> None:
+    lab.need_root()
+    with lab.netns("fwlz") as ns:
+        # ip6tables-nft creates built-in chains only when used; -save prints all of them
+        ns.exec("ip6tables-nft", "-N", "DOCKER-USER")
+        ns.exec("ip6tables-nft", "-A", "FORWARD", "-j", "DOCKER-USER")
+        ns.exec("ip6tables-nft", "-A", "DOCKER-USER", "-j", "RETURN")
+        # nft-made tables with iptables' names that iptables-nft-save cannot render
+        ns.exec("nft", "-f", "-", input=INCOMPATIBLE)
+        agent = Agent(ns)
+        try:
+            data = agent.collect()["data"]
+        finally:
+            agent.close()
+        assert data["errors"] == []
+        got = {
+            (t["family"], t["backend"], t["name"]): {
+                c["name"]: [(r["text"], r["packets"]) for r in c["rules"]] for c in t["chains"]
+            }
+            for t in data["tables"]
+        }
+        assert got[("ipv6", "iptables-nft", "filter")] == {
+            "FORWARD": [("-j DOCKER-USER", 0)],
+            "DOCKER-USER": [("-j RETURN", 0)],
+        }
+        assert got[("ip", "nftables", "filter")] == {
+            "INPUT": [("ip saddr 1.2.3.4 counter drop", 0)],
+            "DOCKER-USER": [("counter return", 0)],
+        }
+        assert got[("ip", "nftables", "nat")] == {"mybase": [("counter masquerade", 0)]}
+        assert sorted(map(tuple, data["backends"])) == [
+            ("ipv4", "nftables"),
+            ("ipv6", "iptables-nft"),
+        ]
+        assert ns.exec("cat", "/proc/net/ip6_tables_names", check=False) == ""
