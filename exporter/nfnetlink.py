@@ -267,6 +267,8 @@ def _check_header(data: bytes, off: int, n: int) -> tuple[int, int, int, int]:
     mlen, mtype, mflags, mseq, _ = _NLMSGHDR.unpack_from(data, off)
     if mlen < 16 or off + mlen > n:
         raise ValueError(f"malformed netlink message length {mlen} at offset {off}")
+    if mlen < 20 and mtype >> 8 == NFNL_SUBSYS_NFTABLES:
+        raise ValueError(f"nf_tables message without nfgenmsg at offset {off}")
     return mlen, mtype, mflags, mseq
 
 
@@ -461,6 +463,8 @@ def parse_rule_messages(
         if mflags & NLM_F_DUMP_INTR:
             raise InterruptedError("nf_tables dump interrupted by a ruleset change")
         if mtype == T_NEWRULE:
+            if mlen < 20:
+                raise ValueError(f"NEWRULE without nfgenmsg at offset {off}")
             a = off + 20
             if prefix and startswith(prefix, a) and a + len(prefix) + 8 <= end:
                 # same table and chain attributes as the previous rule: handle follows

@@ -286,3 +286,17 @@ def test_malformed_blobs_are_value_errors() -> None:
 
 def test_table_names() -> None:
     assert xt.parse_table_names("nat\nfilter\n\n") == ["nat", "filter"]
+
+
+@pytest.mark.parametrize("msgtype", [nl.T_NEWTABLE, nl.T_NEWCHAIN, nl.T_NEWRULE, nl.T_NEWGEN])
+def test_nftables_message_without_nfgenmsg_is_a_value_error(msgtype: int) -> None:
+    msg = struct.pack("=IHHII", 16, msgtype, 0, 1, 0)
+    with pytest.raises(ValueError, match="without nfgenmsg"):
+        if msgtype == nl.T_NEWTABLE:
+            nl.parse_table_messages(msg, [])
+        elif msgtype == nl.T_NEWCHAIN:
+            nl.parse_chain_messages(msg, [])
+        elif msgtype == nl.T_NEWRULE:
+            nl.parse_rule_messages(msg, [])
+        else:
+            nl.parse_gen_message(msg)
