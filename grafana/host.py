@@ -26,6 +26,15 @@ UPLINK = f'max by (instance, interface) (netpath_route_info{{{INSTANCE}, destina
 VETH_OR_BRIDGE = f'netpath_interface_info{{{INSTANCE}, kind=~"veth|bridge"}}'
 
 
+def _bridge(metric: str) -> str:
+    # The join keeps "All" (.*) to bridges.
+    return (
+        f"sum by (interface) (rate({metric}{{{BRIDGE}}}[{RATE}]) "
+        "* on (instance, interface) group_left () "
+        f'netpath_interface_info{{{INSTANCE}, kind="bridge"}})'
+    )
+
+
 def _uplink(metric: str) -> str:
     return (
         f"sum by (interface) (rate({metric}{{{INSTANCE}}}[{RATE}]) "
@@ -86,26 +95,14 @@ def build() -> Dashboard:
             "Host perspective: bytes per second each bridge received from its ports "
             "(containers sending to the host or to be routed).",
             "Bps",
-            [
-                query(
-                    f"sum by (interface) (rate(netpath_interface_receive_bytes_total{{{BRIDGE}}}"
-                    f"[{RATE}]))",
-                    "{{interface}}",
-                )
-            ],
+            [query(_bridge("netpath_interface_receive_bytes_total"), "{{interface}}")],
         ),
         graph(
             "Bridge transmit",
             "Bytes per second each bridge sent towards its ports (routed or host traffic "
             "into containers).",
             "Bps",
-            [
-                query(
-                    f"sum by (interface) (rate(netpath_interface_transmit_bytes_total{{{BRIDGE}}}"
-                    f"[{RATE}]))",
-                    "{{interface}}",
-                )
-            ],
+            [query(_bridge("netpath_interface_transmit_bytes_total"), "{{interface}}")],
         ),
         graph(
             "Ports per bridge",
