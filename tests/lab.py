@@ -32,7 +32,9 @@ def need_root() -> None:
 
 def run(cmd: Sequence[str], *, input: str | None = None, check: bool = True) -> str:
     """Run a command, return stdout; raise with stderr on failure."""
-    proc = subprocess.run(list(cmd), input=input, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        list(cmd), input=input, capture_output=True, text=True, timeout=60, check=False
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
@@ -87,9 +89,17 @@ def namespaces(tag: str, count: int) -> Iterator[list[Netns]]:
             ns.delete()
 
 
-def add_container(host: Netns, container: Netns, *, host_if: str, bridge: str,
-                  addr: str, gateway: str, addr6: str | None = None,
-                  gateway6: str | None = None) -> None:
+def add_container(
+    host: Netns,
+    container: Netns,
+    *,
+    host_if: str,
+    bridge: str,
+    addr: str,
+    gateway: str,
+    addr6: str | None = None,
+    gateway6: str | None = None,
+) -> None:
     """Wire a "container" namespace to a bridge of the lab host like Docker does.
 
     ``host_if`` is the veth's host end (``vethXXXX``); the container end is ``eth0``.

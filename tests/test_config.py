@@ -138,7 +138,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 
 def test_bad_flag_listen_address() -> None:
     args = build_parser().parse_args(["--web.listen-address=nope"])
-    with pytest.raises(ConfigError, match="--web.listen-address"):
+    with pytest.raises(ConfigError, match=r"--web\.listen-address"):
         apply_flags(Config(), args)
 
 

@@ -30,11 +30,17 @@ class Fake:
 def render(poll: PollResult) -> list[MetricFamily]:
     return [
         MetricFamily(
-            "ok", "gauge", "h", ("collector",),
+            "ok",
+            "gauge",
+            "h",
+            ("collector",),
             tuple(((s.name,), int(s.success)) for s in poll.status),
         ),
         MetricFamily(
-            "data", "gauge", "h", ("collector",),
+            "data",
+            "gauge",
+            "h",
+            ("collector",),
             tuple(((k,), float(v)) for k, v in poll.data.items() if isinstance(v, int)),  # type: ignore[misc]
         ),
     ]
@@ -42,8 +48,15 @@ def render(poll: PollResult) -> list[MetricFamily]:
 
 def test_one_failing_collector_does_not_hide_the_others(caplog: pytest.LogCaptureFixture) -> None:
     good = Fake("good", [1, 2, 3, 4])
-    bad = Fake("bad", [CollectorError("docker is down"), CollectorError("docker is down"),
-                       CollectorError("docker is down"), 7])
+    bad = Fake(
+        "bad",
+        [
+            CollectorError("docker is down"),
+            CollectorError("docker is down"),
+            CollectorError("docker is down"),
+            7,
+        ],
+    )
     p = Poller([("good", lambda: good), ("bad", lambda: bad)], render, 60)
     caplog.set_level(logging.INFO, "netpath.poller")
     for _ in range(3):

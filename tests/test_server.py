@@ -39,8 +39,9 @@ def server() -> Iterator[ExporterHTTPServer]:
     srv.server_close()
 
 
-def get(srv: ExporterHTTPServer, path: str, method: str = "GET",
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    srv: ExporterHTTPServer, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=5)
     conn.request(method, path, headers=headers or {})
     resp = conn.getresponse()
