@@ -112,7 +112,7 @@ def parse_duration(value: object) -> float:
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
-    """":29100" -> ("", 29100); "127.0.0.1:9" ; "[::1]:9"."""
+    """ ":29100" -> ("", 29100); "127.0.0.1:9" ; "[::1]:9"."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not a listen address (use [host]:port, e.g. :29100): {value!r}")
@@ -203,12 +203,16 @@ def parse_config(raw: object, source: str = "config") -> Config:
         if log["level"] in _LOG_LEVELS:
             log_kw["level"] = log["level"]
         else:
-            problems.append(f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {log['level']!r}")
+            problems.append(
+                f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {log['level']!r}"
+            )
     if "format" in log:
         if log["format"] in _LOG_FORMATS:
             log_kw["format"] = log["format"]
         else:
-            problems.append(f"log.format: expected one of {', '.join(_LOG_FORMATS)}, got {log['format']!r}")
+            problems.append(
+                f"log.format: expected one of {', '.join(_LOG_FORMATS)}, got {log['format']!r}"
+            )
     cfg = replace(cfg, log=replace(cfg.log, **log_kw))
 
     poll = _section(raw, "poll", problems)
@@ -220,7 +224,10 @@ def parse_config(raw: object, source: str = "config") -> Config:
     _unknown(cols, set(COLLECTORS), "collectors.", problems)
     enabled = dict(cfg.collectors)
     for name in COLLECTORS:
-        if name in cols and (b := _check_bool(cols[name], f"collectors.{name}", problems)) is not None:
+        if (
+            name in cols
+            and (b := _check_bool(cols[name], f"collectors.{name}", problems)) is not None
+        ):
             enabled[name] = b
     cfg = replace(cfg, collectors=enabled)
 
@@ -269,7 +276,9 @@ def load_config(path: str | None) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], f"config file {path}") from exc
+        raise ConfigError(
+            [f"cannot read {path}: {exc.strerror or exc}"], f"config file {path}"
+        ) from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

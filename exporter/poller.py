@@ -86,7 +86,9 @@ class _Slot:
             try:
                 self.collector.close()
             except Exception:
-                log.warning("closing collector failed", extra={"collector": self.name}, exc_info=True)
+                log.warning(
+                    "closing collector failed", extra={"collector": self.name}, exc_info=True
+                )
             self.collector = None
 
 
