@@ -51,7 +51,7 @@ NO_VETH_NETWORKS = frozenset({"host", "none"})
 
 # Events that change what we export. "die"/"destroy" remove a container
 # without asking Docker; the others re-inspect it.
-CONTAINER_EVENTS = ("start", "die", "destroy", "rename", "create")
+CONTAINER_EVENTS = ("start", "die", "destroy", "rename")
 NETWORK_EVENTS = ("connect", "disconnect", "create", "destroy")
 _REMOVE = "remove"
 _INSPECT = "inspect"
