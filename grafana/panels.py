@@ -217,7 +217,8 @@ def _label_values(name: str, label: str, expr: str) -> dashboard.QueryVariable:
         dashboard.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
-        .query({"query": expr, "refId": f"{name}-query", "qryType": 1})
+        # The plain-text form: every Grafana version's Prometheus plugin reads it.
+        .query(expr)
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
     )
