@@ -266,11 +266,8 @@ def test_nobody_with_the_documented_privileges_maps_containers(
         dl.run_sleeper(name)
     names = {"priv-a", "priv-b"}
     env = dl.env()
-    # The firewall's privileges are proven on fw_host (every backend there); here it is off
-    # so this test is about Docker and the namespaces only.
-    off = "--no-collector.firewall"
-    everyone = {"links": 1, "containers": 1, "sysctl": 1, "routes": 1}
-    d = Daemon(dl.netns, as_user(CAPS, groups=[0, sock_gid]), off, env=env)
+    everyone = {"links": 1, "containers": 1, "firewall": 1, "sysctl": 1, "routes": 1}
+    d = Daemon(dl.netns, as_user(CAPS, groups=[0, sock_gid]), env=env)
     try:
         got = d.scrape_when(
             "both containers' counters and every collector succeeding",
@@ -300,7 +297,7 @@ def test_nobody_with_the_documented_privileges_maps_containers(
          "network namespaces cannot be opened"),
         ("without the socket's group", CAPS, [0], "containers", "Permission denied"),
     ]:  # fmt: skip
-        rc, out = run_check(dl.netns, as_user(caps, groups), off, env=env)
+        rc, out = run_check(dl.netns, as_user(caps, groups), env=env)
         fails = failed(out)
         rows.append(f"{label}: exit {rc}; failing: {fails or 'nothing'}")
         if topic is None:
