@@ -494,7 +494,7 @@ class ContainersCollector:
                 if not _is_connection_error(exc):
                     raise
                 self._disconnect()
-                raise CollectorError(f"cannot reach Docker at {self._host}: {exc}") from exc
+                raise CollectorError(_describe(self._host, exc)) from exc
 
     @property
     def following_events(self) -> bool:
@@ -652,6 +652,14 @@ class ContainersCollector:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.api_calls += 1
         return fn(*args, **kwargs)
+
+
+def _describe(host: str, exc: BaseException) -> str:
+    import docker.errors  # noqa: PLC0415
+
+    if isinstance(exc, docker.errors.APIError):
+        return f"Docker at {host} answered with an error: {exc}"
+    return f"cannot reach Docker at {host}: {exc}"
 
 
 def _is_connection_error(exc: BaseException) -> bool:

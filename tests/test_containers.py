@@ -555,3 +555,22 @@ def test_collector_reports_and_survives_a_daemon_outage(fake: Any) -> None:
     data = coll.collect()  # reconnects and resyncs by itself
     assert "c1" not in names(data) and "web" in names(data)
     assert coll.resyncs == 2
+
+
+def test_collector_names_an_api_error(fake: Any) -> None:
+    daemon, coll, _ = fake
+
+    def broken(all: bool = False) -> list[dict[str, str]]:
+        raise docker.errors.APIError("500 Server Error: containerd is down")
+
+    coll.collect()
+    daemon.stream.end()
+    poll_until("the collector to notice", lambda: not coll.following_events, timeout=5)
+    original = FakeAPI.containers
+    FakeAPI.containers = broken  # type: ignore[assignment,method-assign]
+    try:
+        with pytest.raises(CollectorError, match=r"Docker at unix:///fake.sock answered with an"):
+            coll.collect()
+    finally:
+        FakeAPI.containers = original  # type: ignore[method-assign]
+    assert "c1" in names(coll.collect())
