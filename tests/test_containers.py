@@ -560,7 +560,7 @@ def test_collector_reports_and_survives_a_daemon_outage(fake: Any) -> None:
 def test_collector_names_an_api_error(fake: Any) -> None:
     daemon, coll, _ = fake
 
-    def broken(all: bool = False) -> list[dict[str, str]]:
+    def broken(self: FakeAPI, all: bool = False) -> list[dict[str, str]]:
         raise docker.errors.APIError("500 Server Error: containerd is down")
 
     coll.collect()
