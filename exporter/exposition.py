@@ -46,47 +46,65 @@ def render_prefix(name: str, labels: tuple[str, ...], values: LabelValues) -> by
     return f"{name}{{{pairs}}} ".encode()
 
 
+class _FamilyCache:
+    """The last render of one family: its label sets, their prefixes, and int formats."""
+
+    __slots__ = ("fmts", "header", "labels", "prefixes")
+
+    def __init__(self, header: bytes, labels: list[LabelValues], prefixes: list[bytes]) -> None:
+        self.header = header
+        self.labels = labels
+        self.prefixes = prefixes  # b'name{labels} '
+        self.fmts: list[bytes] | None = None  # b'name{labels} %d\n', made on first use
+
+
 class ExpositionWriter:
-    """Renders metric families to exposition bytes, caching series prefixes between renders."""
+    """Renders metric families to exposition bytes, caching series prefixes between renders.
+
+    A family whose label sets are the same as at its last render (the common
+    case: counters move, series stay) reuses its whole list of per-series
+    formats, so a poll costs one ``%`` formatting per series. Families and
+    series that went away leave the cache at the next render.
+    """
 
     def __init__(self) -> None:
-        self._prefixes: dict[tuple[str, LabelValues], bytes] = {}
-        self._headers: dict[tuple[str, str, str], bytes] = {}
+        self._families: dict[str, _FamilyCache] = {}
 
     def render(self, families: Iterable[MetricFamily]) -> bytes:
-        old = self._prefixes
-        new: dict[tuple[str, LabelValues], bytes] = {}
-        headers: dict[tuple[str, str, str], bytes] = {}
+        old = self._families
+        new: dict[str, _FamilyCache] = {}
         out: list[bytes] = []
-        seen: set[str] = set()
         for fam in families:
             if not fam.samples:
                 continue
-            if fam.name in seen:
+            if fam.name in new:
                 raise ValueError(f"metric family {fam.name} rendered twice")
-            seen.add(fam.name)
-            hkey = (fam.name, fam.type, fam.help)
-            header = self._headers.get(hkey)
-            if header is None:
-                header = (
-                    f"# HELP {fam.name} {escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n"
-                ).encode()
-            headers[hkey] = header
-            out.append(header)
-            name, labels = fam.name, fam.labels
-            for values, value in fam.samples:
-                key = (name, values)
-                prefix = old.get(key)
-                if prefix is None:
-                    prefix = render_prefix(name, labels, values)
-                new[key] = prefix
-                out.append(prefix)
-                out.append(
-                    (str(value) if type(value) is int else format_value(value)).encode() + b"\n"
-                )
-        self._prefixes = new
-        self._headers = headers
+            labels = [s[0] for s in fam.samples]
+            values = [s[1] for s in fam.samples]
+            cache = old.get(fam.name)
+            if cache is None or cache.labels != labels:
+                cache = _build(fam, labels, cache)
+            new[fam.name] = cache
+            out.append(cache.header)
+            if all(type(v) is int for v in values):
+                if cache.fmts is None:
+                    cache.fmts = [p.replace(b"%", b"%%") + b"%d\n" for p in cache.prefixes]
+                out.append(b"".join([f % v for f, v in zip(cache.fmts, values, strict=True)]))
+            else:
+                pairs = zip(cache.prefixes, values, strict=True)
+                out.append(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
+        self._families = new
         return b"".join(out)
+
+
+def _build(fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None) -> _FamilyCache:
+    known: dict[LabelValues, bytes] = {}
+    if old is not None and fam.labels:
+        # Keep the prefixes of the series that stay (the family's series changed).
+        known = dict(zip(old.labels, old.prefixes, strict=True))
+    header = f"# HELP {fam.name} {escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n"
+    prefixes = [known.get(v) or render_prefix(fam.name, fam.labels, v) for v in labels]
+    return _FamilyCache(header.encode(), labels, prefixes)
 
 
 def gzip_bytes(body: bytes) -> bytes:

@@ -53,7 +53,16 @@ def test_prefix_cache_follows_the_series() -> None:
     w.render([fam("c_total", [(("1",), 1), (("2",), 2)])])
     body = w.render([fam("c_total", [(("2",), 5)])])
     assert parse(body)["c_total"] == [({"a": "2"}, 5.0)]
-    assert list(w._prefixes) == [("c_total", ("2",))]  # the gone series left the cache
+    assert w._families["c_total"].labels == [("2",)]  # the gone series left the cache
+    w.render([fam("other_total", [(("1",), 1)])])
+    assert list(w._families) == ["other_total"]  # and so did the gone family
+
+
+def test_values_switching_between_int_and_float() -> None:
+    w = ExpositionWriter()
+    assert w.render([fam("v", [(("%d",), 1)], typ="gauge")]).endswith(b'v{a="%d"} 1\n')
+    assert w.render([fam("v", [(("%d",), 1.5)], typ="gauge")]).endswith(b'v{a="%d"} 1.5\n')
+    assert w.render([fam("v", [(("%d",), 2)], typ="gauge")]).endswith(b'v{a="%d"} 2\n')
 
 
 @pytest.mark.parametrize(
