@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev.sh, which works without make on a fresh machine.
-.PHONY: run test bench lint fmt golden
+.PHONY: run test bench lint fmt golden dashboards pictures
 run:
 	./dev.sh run $(ARGS)
 test:
@@ -7,8 +7,12 @@ test:
 bench:
 	./dev.sh bench $(ARGS)
 lint:
-	.venv/bin/ruff check exporter tests bench && .venv/bin/ruff format --check exporter tests bench && .venv/bin/mypy
+	.venv/bin/ruff check exporter tests bench grafana && .venv/bin/ruff format --check exporter tests bench grafana && .venv/bin/mypy
 fmt:
-	.venv/bin/ruff format exporter tests bench && .venv/bin/ruff check --fix exporter tests bench
+	.venv/bin/ruff format exporter tests bench grafana && .venv/bin/ruff check --fix exporter tests bench grafana
 golden:
 	NETPATH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py
+dashboards:
+	.venv/bin/python -m grafana.build
+pictures:
+	NETPATH_UPDATE_DASHBOARD_PNGS=1 .venv/bin/python -m pytest tests/test_prometheus_e2e.py

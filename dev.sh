@@ -81,8 +81,8 @@ test)
     apt_install "${TEST_PACKAGES[@]}"
     ensure_venv dev
     log "ruff"
-    "$VENV/bin/ruff" check exporter tests bench
-    "$VENV/bin/ruff" format --check exporter tests bench
+    "$VENV/bin/ruff" check exporter tests bench grafana
+    "$VENV/bin/ruff" format --check exporter tests bench grafana
     log "mypy --strict exporter/"
     "$VENV/bin/mypy"
     log "pytest"
