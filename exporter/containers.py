@@ -74,6 +74,23 @@ def network_bridge(name: str, network_id: str, driver: str, options: Mapping[str
     return f"br-{network_id[:12]}"
 
 
+def _obj(value: object, where: str) -> Mapping[str, Any]:
+    """A JSON object of Docker's answer ({} for null); anything else is a clean error."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected an object")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected a list")
+    return value
+
+
 def _ip_version(cidr: str) -> int:
     try:
         return ipaddress.ip_network(cidr, strict=False).version
@@ -86,12 +103,13 @@ def parse_network(raw: Mapping[str, Any]) -> DockerNetwork:
     name = str(raw.get("Name") or "")
     net_id = str(raw.get("Id") or raw.get("ID") or "")
     driver = str(raw.get("Driver") or "")
-    options = {str(k): str(v) for k, v in (raw.get("Options") or {}).items()}
-    ipam = (raw.get("IPAM") or {}).get("Config") or []
+    options = {str(k): str(v) for k, v in _obj(raw.get("Options"), "network Options").items()}
+    ipam = _list(_obj(raw.get("IPAM"), "network IPAM").get("Config"), "IPAM.Config")
+    configs = [_obj(c, "an IPAM.Config item") for c in ipam]
     pools = sorted(
         (
             (str(c.get("Subnet") or ""), str(c.get("Gateway") or ""))
-            for c in ipam
+            for c in configs
             if c.get("Subnet")
         ),
         key=lambda pool: _ip_version(pool[0]),
@@ -112,11 +130,12 @@ def parse_network(raw: Mapping[str, Any]) -> DockerNetwork:
 def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
     """``NetworkSettings.Ports`` ({"80/tcp": [{"HostIp", "HostPort"}]}) -> published ports."""
     out: list[PortBinding] = []
-    for key, bindings in (raw or {}).items():
+    for key, bindings in _obj(raw, "NetworkSettings.Ports").items():
         port, _, proto = str(key).partition("/")
         if not bindings or not port.isdigit():
             continue
-        for b in bindings:
+        for item in _list(bindings, f"the bindings of {key}"):
+            b = _obj(item, f"a binding of {key}")
             host_port = str(b.get("HostPort") or "")
             if not host_port.isdigit():
                 continue
@@ -133,10 +152,10 @@ def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
 
 def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Container:
     """``GET /containers/ID/json`` -> Container (compose labels only, nothing else)."""
-    config = raw.get("Config") or {}
-    labels = config.get("Labels") or {}
-    settings = raw.get("NetworkSettings") or {}
-    mode = str((raw.get("HostConfig") or {}).get("NetworkMode") or "")
+    config = _obj(raw.get("Config"), "container Config")
+    labels = _obj(config.get("Labels"), "Config.Labels")
+    settings = _obj(raw.get("NetworkSettings"), "container NetworkSettings")
+    mode = str(_obj(raw.get("HostConfig"), "container HostConfig").get("NetworkMode") or "")
     if mode in ("", "default"):
         mode = "bridge"
     endpoints = tuple(
@@ -148,8 +167,12 @@ def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Cont
             mac=str(ep.get("MacAddress") or ""),
             gateway=str(ep.get("Gateway") or ""),
         )
-        for name, ep in sorted((settings.get("Networks") or {}).items())
-        if name not in NO_VETH_NETWORKS and ep is not None
+        for name, ep in sorted(
+            (str(n), _obj(e, f"the endpoint of network {n}"))
+            for n, e in _obj(settings.get("Networks"), "NetworkSettings.Networks").items()
+            if e is not None
+        )
+        if name not in NO_VETH_NETWORKS
     )
     return Container(
         id=str(raw.get("Id") or ""),

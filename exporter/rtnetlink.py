@@ -72,6 +72,12 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _need(length: int, body: int, off: int, what: str) -> None:
+    """Refuse a message too short for its fixed header (a clean error, never struct.error)."""
+    if length < 16 + body:
+        raise ValueError(f"truncated {what} at offset {off}: {length} bytes")
+
+
 def parse_stats_messages(
     data: Buffer, seq: int | None = None, previous: Mapping[int, LinkStats] | None = None
 ) -> tuple[dict[int, LinkStats], bool]:
@@ -134,17 +140,23 @@ def parse_stats_messages(
         if mtype == NLMSG_DONE:
             done = True
         elif mtype == NLMSG_ERROR:
+            _need(length, _ERRNO.size, off, "NLMSG_ERROR")
             (err,) = _ERRNO.unpack_from(data, off + 16)
             if err:
                 raise NetlinkError(-err, os.strerror(-err))
         elif mtype == RTM_NEWSTATS:
+            _need(length, _IF_STATS_MSG.size, off, "RTM_NEWSTATS")
             ifindex = _IF_STATS_MSG.unpack_from(data, off + 16)[3]
             a = off + 16 + _IF_STATS_MSG.size
             while a + 4 <= off + length:
                 alen, atype = _NLATTR.unpack_from(data, a)
                 if alen < 4:
                     break
-                if atype & 0x3FFF == IFLA_STATS_LINK_64 and alen >= 4 + 64:
+                if (
+                    atype & 0x3FFF == IFLA_STATS_LINK_64
+                    and alen >= 4 + 64
+                    and a + alen <= off + length
+                ):
                     rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64_HEAD.unpack_from(data, a + 4)
                     stats[ifindex] = LinkStats(rxb, rxp, rxe, rxd, txb, txp, txe, txd)
                     break
@@ -192,10 +204,12 @@ def parse_link_names(data: Buffer, seq: int | None = None) -> tuple[dict[int, st
         if mtype == NLMSG_DONE:
             done = True
         elif mtype == NLMSG_ERROR:
+            _need(length, _ERRNO.size, off, "NLMSG_ERROR")
             (err,) = _ERRNO.unpack_from(data, off + 16)
             if err:
                 raise NetlinkError(-err, os.strerror(-err))
         elif mtype == RTM_NEWLINK:
+            _need(length, _IFINFOMSG.size, off, "RTM_NEWLINK")
             index = _IFINFOMSG.unpack_from(data, off + 16)[3]
             a = off + 16 + _IFINFOMSG.size
             while a + 4 <= off + length:
