@@ -1136,7 +1136,7 @@ def format_path_text(path: ContainerPath) -> str:
             for rv in p.rules:
                 out.append(f"         {rv.family} {rv.table} {rv.chain}: {rv.rule}")
             if not p.rules:
-                out.append("         no DNAT rule found (userland proxy only?)")
+                out.append("         no DNAT rule: docker-proxy alone serves it")
         if not leg.published_ports:
             out.append("       none")
         out.append("  7. masquerade (new connections leaving through another interface)")

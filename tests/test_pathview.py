@@ -1,0 +1,80 @@
+"""The landing page's path view (exporter.pathview) from literal poll data: the seed host."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from test_golden import load_poll
+
+from exporter.model import LinksData
+from exporter.pathview import PathView, build_page_paths, render_path_page
+from exporter.poller import PollResult, Snapshot
+
+SEED = Path(__file__).resolve().parent / "scenarios" / "seed"
+APP = "br-40d652e0aac8"
+
+
+def _text(page: bytes) -> str:
+    """The page's visible text, tags stripped."""
+    return re.sub(r"<[^>]+>", " ", page.decode())
+
+
+def test_one_table_per_container_with_every_hop() -> None:
+    poll = load_poll(SEED)
+    page = render_path_page(build_page_paths(poll, None), metrics_path="/m")
+    html = page.decode()
+    assert html.count('<table class="path">') == 2
+    for name, veth, bridge in (
+        ("client", "veth1a2b3c4", "docker0"),
+        ("shop-web-1", "veth5d6e7f8", APP),
+    ):
+        section = html[html.index(f'<h2 id="c-{name}">') :]
+        section = section[: section.index("</table>")]
+        assert f"host veth <b>{veth}</b>" in section
+        assert f"bridge <b>{bridge}</b>" in section
+        for hop in ("routing", "firewall", "published ports", "masquerade", "drops into"):
+            assert hop in section
+    text = _text(page)
+    assert "-o br-40d652e0aac8 -j DROP" in text
+    assert "isolation" in text
+    # Figures link to the metrics page by family name.
+    assert (
+        '<a href="/m" title="served on the metrics page">netpath_docker_dropped_packets_total'
+        in html
+    )
+    assert "rates appear from the next poll on" in text
+
+
+def _later(poll: PollResult, seconds: float, veth_rx: int) -> PollResult:
+    links = poll.data["links"]
+    assert isinstance(links, LinksData)
+    stats = dict(links.stats)
+    stats[9] = replace(stats[9], rx_packets=stats[9].rx_packets + veth_rx)
+    data = dict(poll.data)
+    data["links"] = replace(links, stats=stats)
+    return replace(poll, data=data, timestamp=poll.timestamp + seconds)
+
+
+def test_rates_between_the_last_two_snapshots() -> None:
+    first = load_poll(SEED)
+    view = PathView()
+    s1 = Snapshot(first, b"")
+    page1 = view.page(s1)
+    assert view.page(s1) is page1  # rendered once per snapshot
+    s2 = Snapshot(_later(first, 4.0, 20), b"")
+    text = _text(view.page(s2))
+    assert "rates over the 4.0 s between the last two polls" in text
+    row = re.search(r"receive\s+veth5d6e7f8\s+(\d+)\s+([\d\u2009]+)\s+([\d.]+)", text)
+    assert row is not None and row.group(1) == "45" and row.group(3) == "5.0"
+
+
+def test_no_snapshot_or_no_docker() -> None:
+    view = PathView()
+    assert "first poll is pending" in view.page(None).decode()
+    poll = load_poll(SEED)
+    data = {k: v for k, v in poll.data.items() if k != "containers"}
+    page = view.page(Snapshot(replace(poll, data=data), b"")).decode()
+    assert "Docker is not reachable" in page
+    assert '<table class="path">' not in page
