@@ -42,24 +42,53 @@ def build_parser() -> argparse.ArgumentParser:
         "on this host and why not, and exits 1 when it could not do its job.",
     )
     p.add_argument("--version", action="version", version=f"netpath-exporter {__version__}")
-    p.add_argument("--config.file", dest="config_file", metavar="PATH",
-                   help="YAML configuration file (default: none, the embedded defaults)")
-    p.add_argument("--web.listen-address", dest="listen_address", metavar="[HOST]:PORT",
-                   help="address to serve on (default :29100)")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
-                   help="path of the metrics (default /metrics)")
-    p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
-                   help="exporter-toolkit web configuration (TLS, basic auth)")
-    p.add_argument("--poll.interval", dest="poll_interval", type=_duration, metavar="DURATION",
-                   help="time between polls, e.g. 5s (default 5s)")
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration file (default: none, the embedded defaults)",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="[HOST]:PORT",
+        help="address to serve on (default :29100)",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        help="path of the metrics (default /metrics)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="exporter-toolkit web configuration (TLS, basic auth)",
+    )
+    p.add_argument(
+        "--poll.interval",
+        dest="poll_interval",
+        type=_duration,
+        metavar="DURATION",
+        help="time between polls, e.g. 5s (default 5s)",
+    )
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
-    p.add_argument("--docker.host", dest="docker_host", metavar="URL",
-                   help="Docker API (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+    p.add_argument(
+        "--docker.host",
+        dest="docker_host",
+        metavar="URL",
+        help="Docker API (default $DOCKER_HOST or unix:///var/run/docker.sock)",
+    )
     for name in COLLECTORS:
-        p.add_argument(f"--collector.{name}", dest=f"collector_{name}",
-                       action=argparse.BooleanOptionalAction, default=None,
-                       help=f"enable the {name} collector (default on)")
+        p.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"enable the {name} collector (default on)",
+        )
     return p
 
 
@@ -93,8 +122,9 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     except ValueError as exc:
         raise ConfigError([f"--web.listen-address: {exc}"], "flags") from exc
     if not cfg.web.telemetry_path.startswith("/"):
-        raise ConfigError([f"--web.telemetry-path: must start with '/': {cfg.web.telemetry_path!r}"],
-                          "flags")
+        raise ConfigError(
+            [f"--web.telemetry-path: must start with '/': {cfg.web.telemetry_path!r}"], "flags"
+        )
     return cfg
 
 
@@ -128,8 +158,13 @@ def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
 
         return ContainersCollector(cfg.docker)
 
-    table = {"links": links, "firewall": firewall, "sysctl": sysctl, "routes": routes,
-             "containers": containers}
+    table = {
+        "links": links,
+        "firewall": firewall,
+        "sysctl": sysctl,
+        "routes": routes,
+        "containers": containers,
+    }
     # The containers' counters are their veths': links is read when either is on.
     needed = {n for n in COLLECTORS if cfg.enabled(n)}
     if "containers" in needed:
@@ -161,8 +196,10 @@ def run_daemon(cfg: Config) -> int:
     try:
         server = make_server(cfg, poller, security)
     except OSError as exc:
-        log.error("cannot listen", extra={"address": cfg.web.listen_address,
-                                          "err": exc.strerror or str(exc)})
+        log.error(
+            "cannot listen",
+            extra={"address": cfg.web.listen_address, "err": exc.strerror or str(exc)},
+        )
         return 1
     stop = threading.Event()
 
@@ -173,12 +210,18 @@ def run_daemon(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     enabled = [n for n in COLLECTORS if cfg.enabled(n)]
-    log.info("starting netpath-exporter", extra={
-        "version": __version__, "address": cfg.web.listen_address,
-        "telemetry_path": cfg.web.telemetry_path, "poll_interval": cfg.poll_interval,
-        "collectors": ",".join(enabled),
-        "tls": bool(security and security.current().tls),
-        "basic_auth": bool(security and security.current().auth.enabled)})
+    log.info(
+        "starting netpath-exporter",
+        extra={
+            "version": __version__,
+            "address": cfg.web.listen_address,
+            "telemetry_path": cfg.web.telemetry_path,
+            "poll_interval": cfg.poll_interval,
+            "collectors": ",".join(enabled),
+            "tls": bool(security and security.current().tls),
+            "basic_auth": bool(security and security.current().auth.enabled),
+        },
+    )
     poller.start()
     serve_in_thread(server)
     stop.wait()

@@ -34,8 +34,13 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], poller: Poller, cfg: Config,
-                 security: WebSecurity | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        poller: Poller,
+        cfg: Config,
+        security: WebSecurity | None = None,
+    ) -> None:
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host or host == "" else socket.AF_INET
         self.poller = poller
@@ -81,8 +86,9 @@ def _sans_allowed(active: ActiveWeb, conn: ssl.SSLSocket) -> bool:
     return any(san in tls.client_allowed_sans for san in peer_sans(conn.getpeercert()))
 
 
-def make_server(cfg: Config, poller: Poller,
-                security: WebSecurity | None = None) -> ExporterHTTPServer:
+def make_server(
+    cfg: Config, poller: Poller, security: WebSecurity | None = None
+) -> ExporterHTTPServer:
     """Bind the listen address; raises OSError (e.g. address in use) before anything starts."""
     host, port = parse_listen_address(cfg.web.listen_address)
     if host == "" and not socket.has_ipv6:
@@ -146,7 +152,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format % args, extra={"client": self.client_address[0]})
 
-    def _send(self, status: HTTPStatus, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: HTTPStatus, body: bytes, ctype: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         if self.server.security is not None:
             for k, v in self.server.security.current().settings.headers:
@@ -176,8 +184,12 @@ class Handler(BaseHTTPRequestHandler):
         creds = parse_basic_auth(self.headers.get("Authorization"))
         if creds is not None and active.auth.check(*creds):
             return True
-        self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", "text/plain; charset=utf-8",
-                   {"WWW-Authenticate": "Basic"})
+        self._send(
+            HTTPStatus.UNAUTHORIZED,
+            b"Unauthorized\n",
+            "text/plain; charset=utf-8",
+            {"WWW-Authenticate": "Basic"},
+        )
         return False
 
     def do_GET(self) -> None:
@@ -189,7 +201,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == cfg.web.telemetry_path:
             self._metrics(poller)
         elif path == "/":
-            self._send(HTTPStatus.OK, render_landing(cfg, poller.latest), "text/html; charset=utf-8")
+            self._send(
+                HTTPStatus.OK, render_landing(cfg, poller.latest), "text/html; charset=utf-8"
+            )
         elif path == "/-/healthy":
             self._send(HTTPStatus.OK, b"OK\n", "text/plain; charset=utf-8")
         elif path == "/-/ready":
@@ -222,7 +236,11 @@ class Handler(BaseHTTPRequestHandler):
     def _not_allowed(self) -> None:
         if not self._admitted():
             return
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", "text/plain",
-                   {"Allow": self._ALLOWED})
+        self._send(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            b"method not allowed\n",
+            "text/plain",
+            {"Allow": self._ALLOWED},
+        )
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
