@@ -183,7 +183,7 @@ def run_daemon(cfg: Config) -> int:
     setup_logging(cfg.log.level, cfg.log.format)
     security = None
     if cfg.web.config_file:
-        from exporter.webconfig import WebSecurity
+        from exporter.webconfig import WebSecurity  # noqa: PLC0415 - only with a file
 
         try:
             security = WebSecurity(cfg.web.config_file)
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"netpath-exporter: {exc}", file=sys.stderr)
         return 2
     if command == "check":
-        from exporter.check import run_check
+        from exporter.check import run_check  # noqa: PLC0415 - only for `check`
 
         return run_check(cfg, collector_factories(cfg))
     return run_daemon(cfg)
