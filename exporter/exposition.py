@@ -3,12 +3,14 @@
 prometheus-client's ``generate_latest`` costs 5-7 µs a series (see
 design/performance.md): 28k series would take 150-200 ms a scrape. Here each
 series' ``name{labels} `` prefix is rendered once and kept as bytes for as long
-as the series exists, so a poll only formats the values. The cache is rebuilt
+as the series exists, so a poll only formats the values: one ``%`` over a
+whole family of integer counters. The cache is rebuilt
 from the series of each render, so it never holds a series that has gone.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import zlib
 from collections.abc import Iterable
@@ -47,24 +49,54 @@ def render_prefix(name: str, labels: tuple[str, ...], values: LabelValues) -> by
 
 
 class _FamilyCache:
-    """The last render of one family: its label sets, their prefixes, and int formats."""
+    """The last render of one family: its header, its label sets and how to print their values.
 
-    __slots__ = ("fmts", "header", "labels", "prefixes")
+    An all-integer family keeps one format for all its series (``fmt``: every
+    ``name{labels} %d\\n`` joined), so a poll prints it with a single ``%``; a
+    family with other values keeps each series' ``name{labels} `` prefix
+    instead. Each is derived from the other when the values change kind.
+    """
 
-    def __init__(self, header: bytes, labels: list[LabelValues], prefixes: list[bytes]) -> None:
-        self.header = header
+    __slots__ = ("fmt", "header", "labels", "meta", "prefixes")
+
+    def __init__(self, fam: MetricFamily, labels: list[LabelValues], prefixes: list[bytes]) -> None:
+        self.meta = (fam.labels, fam.help, fam.type)
+        self.header = (
+            f"# HELP {fam.name} {escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n".encode()
+        )
         self.labels = labels
-        self.prefixes = prefixes  # b'name{labels} '
-        self.fmts: list[bytes] | None = None  # b'name{labels} %d\n', made on first use
+        self.prefixes: list[bytes] | None = prefixes  # b'name{labels} '
+        self.fmt: bytes | None = None
+
+    def series_prefixes(self) -> list[bytes]:
+        if self.prefixes is None:
+            # A prefix never holds a raw newline (label values escape it): each
+            # line of the format is one series' escaped prefix followed by "%d".
+            assert self.fmt is not None
+            lines = self.fmt.split(b"\n")[:-1]
+            self.prefixes = [line[:-2].replace(b"%%", b"%") for line in lines]
+        return self.prefixes
+
+    def int_format(self) -> bytes:
+        if self.fmt is None:
+            escaped = [p.replace(b"%", b"%%") for p in self.series_prefixes()]
+            self.fmt = b"%d\n".join(escaped) + b"%d\n"
+        self.prefixes = None  # one copy of the series' text is enough
+        return self.fmt
+
+
+_INT = {int}
 
 
 class ExpositionWriter:
-    """Renders metric families to exposition bytes, caching series prefixes between renders.
+    """Renders metric families to exposition bytes, caching series text between renders.
 
     A family whose label sets are the same as at its last render (the common
-    case: counters move, series stay) reuses its whole list of per-series
-    formats, so a poll costs one ``%`` formatting per series. Families and
-    series that went away leave the cache at the next render.
+    case: counters move, series stay) reuses its cached text, so a poll costs
+    one ``%`` formatting per integer family. Renderers that hand the same
+    label-tuple objects each poll make the "same label sets" check an identity
+    compare. Families and series that went away leave the cache at the next
+    render.
     """
 
     def __init__(self) -> None:
@@ -73,38 +105,43 @@ class ExpositionWriter:
     def render(self, families: Iterable[MetricFamily]) -> bytes:
         old = self._families
         new: dict[str, _FamilyCache] = {}
-        out: list[bytes] = []
+        # Written family by family into one buffer: no list of every chunk
+        # beside the joined body.
+        out = io.BytesIO()
+        write = out.write
         for fam in families:
-            if not fam.samples:
+            samples = fam.samples
+            if not samples:
                 continue
             if fam.name in new:
                 raise ValueError(f"metric family {fam.name} rendered twice")
-            labels = [s[0] for s in fam.samples]
-            values = [s[1] for s in fam.samples]
+            labels = [s[0] for s in samples]
+            values = tuple([s[1] for s in samples])
             cache = old.get(fam.name)
-            if cache is None or cache.labels != labels:
+            if (
+                cache is None
+                or cache.labels != labels
+                or cache.meta != (fam.labels, fam.help, fam.type)
+            ):
                 cache = _build(fam, labels, cache)
             new[fam.name] = cache
-            out.append(cache.header)
-            if all(type(v) is int for v in values):
-                if cache.fmts is None:
-                    cache.fmts = [p.replace(b"%", b"%%") + b"%d\n" for p in cache.prefixes]
-                out.append(b"".join([f % v for f, v in zip(cache.fmts, values, strict=True)]))
+            write(cache.header)
+            if set(map(type, values)) == _INT:
+                write(cache.int_format() % values)
             else:
-                pairs = zip(cache.prefixes, values, strict=True)
-                out.append(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
+                pairs = zip(cache.series_prefixes(), values, strict=True)
+                write(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
         self._families = new
-        return b"".join(out)
+        return out.getvalue()
 
 
 def _build(fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None) -> _FamilyCache:
     known: dict[LabelValues, bytes] = {}
-    if old is not None and fam.labels:
+    if old is not None and fam.labels and old.meta[0] == fam.labels:
         # Keep the prefixes of the series that stay (the family's series changed).
-        known = dict(zip(old.labels, old.prefixes, strict=True))
-    header = f"# HELP {fam.name} {escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n"
+        known = dict(zip(old.labels, old.series_prefixes(), strict=True))
     prefixes = [known.get(v) or render_prefix(fam.name, fam.labels, v) for v in labels]
-    return _FamilyCache(header.encode(), labels, prefixes)
+    return _FamilyCache(fam, labels, prefixes)
 
 
 def gzip_bytes(body: bytes) -> bytes:
