@@ -32,6 +32,7 @@ exporter's own collectors, no running exporter needed.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import re
@@ -43,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
-from exporter.config import Config
+from exporter.config import Config, parse_duration
 from exporter.containers import build_container_interfaces, has_own_netns
 from exporter.docker_rules import (
     _choose,
@@ -883,9 +884,11 @@ def _docker_views(
 
 
 def _connections(rules: Sequence[RuleView]) -> Figures:
-    """New connections: the packets of NAT rules (bytes are not meaningful there)."""
+    """New connections: the packets of NAT rules (bytes are not meaningful there); None: no rule."""
+    if not rules:
+        return Figures(None, None)
     f = _sum_figures(r.figures for r in rules)
-    return Figures(f.packets if rules else 0, None, f.packets_per_second if rules else None)
+    return Figures(f.packets, None, f.packets_per_second)
 
 
 def _default_routes(ctx: _Context) -> tuple[UplinkRoute, ...]:
@@ -1285,17 +1288,42 @@ def run_explain(
 
 def parse_interval(value: str) -> float:
     """``--interval``: a duration ("1s", "500ms") or 0 for a single reading without rates."""
-    from exporter.config import parse_duration  # noqa: PLC0415
-
     if value.strip() in ("0", "0s"):
         return 0.0
     return parse_duration(value)
+
+
+def _interval_arg(value: str) -> float:
+    try:
+        return parse_interval(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``explain`` subcommand's own arguments, added to the exporter's common flags."""
+    parser.description = (
+        "Print the path of one container's traffic on this host, hop by hop, with live "
+        "figures: its interface, host veth, bridge and Docker network, routes, the firewall "
+        "rules that apply to its network chain by chain, published ports, masquerade and drops."
+    )
+    parser.epilog = "Exit 1 when the container is unknown, stopped or has no network of its own."
+    parser.add_argument("container", help="container name or id prefix")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--interval",
+        type=_interval_arg,
+        default=1.0,
+        metavar="DURATION",
+        help="rate window: read the counters twice this far apart (default 1s; 0: once, no rates)",
+    )
 
 
 __all__ = [
     "Baseline",
     "ContainerPath",
     "ExplainError",
+    "add_explain_arguments",
     "build_path",
     "build_paths",
     "build_rule_meanings",

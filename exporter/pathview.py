@@ -35,8 +35,8 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1d2430; }
 h1 { font-size: 1.5em; margin-bottom: .2em; }
 h2 { font-size: 1.15em; margin: 1.6em 0 .4em; }
 p.meta { color: #555; margin-top: 0; }
-table.path { border-collapse: collapse; width: 100%; font-size: .88em; }
-table.path th, table.path td { border-bottom: 1px solid #dde2ea; padding: 3px 6px;
+table.path { border-collapse: collapse; width: 100%; font-size: .84em; }
+table.path th, table.path td { border-bottom: 1px solid #dde2ea; padding: 2px 6px;
   text-align: left; vertical-align: top; }
 table.path th { background: #eef2f7; }
 table.path td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
