@@ -235,11 +235,15 @@ def run_daemon(cfg: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] == "check":
-        command, argv = "check", argv[1:]
+    if argv and argv[0] in ("check", "explain"):
+        command, argv = argv[0], argv[1:]
     parser = build_parser()
-    if command == "check":
-        parser.prog = "netpath-exporter check"
+    if command in ("check", "explain"):
+        parser.prog = f"netpath-exporter {command}"
+    if command == "explain":
+        from exporter.explain import add_explain_arguments  # noqa: PLC0415 - only for `explain`
+
+        add_explain_arguments(parser)
     args = parser.parse_args(argv)
     try:
         cfg = apply_flags(load_config(args.config_file), args)
@@ -250,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.check import run_check  # noqa: PLC0415 - only for `check`
 
         return run_check(cfg, collector_factories(cfg))
+    if command == "explain":
+        from exporter.explain import run_explain  # noqa: PLC0415 - only for `explain`
+
+        return run_explain(cfg, args.container, interval=args.interval, as_json=args.json)
     return run_daemon(cfg)
 
 

@@ -16,6 +16,8 @@ from exporter import __version__
 from exporter.config import Config, parse_listen_address
 from exporter.exposition import CONTENT_TYPE
 from exporter.model import FirewallData
+from exporter.pathview import PATH as PATH_VIEW
+from exporter.pathview import PathView
 from exporter.poller import Poller, Snapshot
 from exporter.webconfig import (
     HANDSHAKE_TIMEOUT,
@@ -46,6 +48,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.poller = poller
         self.cfg = cfg
         self.security = security  # web config (TLS, basic auth, headers); None: plain HTTP
+        self.path_view = PathView()  # the "path" page (keeps the previous snapshot for rates)
         super().__init__(address, Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -134,7 +137,8 @@ def render_landing(cfg: Config, snap: Snapshot | None) -> bytes:
 <h1>netpath-exporter</h1>
 <p>Version {html.escape(__version__)}. The path of container traffic on this host:
 veths, bridges, Docker networks and firewall rule counters.</p>
-<p><a href="{path}">Metrics</a></p>
+<p><a href="{path}">Metrics</a> &middot; <a href="{PATH_VIEW}">Packet paths</a>: each
+container's hops, firewall rules and current rates</p>
 {table}
 {off}
 {backends}
@@ -200,6 +204,9 @@ class Handler(BaseHTTPRequestHandler):
         poller = self.server.poller
         if path == cfg.web.telemetry_path:
             self._metrics(poller)
+        elif path == PATH_VIEW:
+            page = self.server.path_view.page(poller.latest, cfg.web.telemetry_path)
+            self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
         elif path == "/":
             self._send(
                 HTTPStatus.OK, render_landing(cfg, poller.latest), "text/html; charset=utf-8"
