@@ -1131,15 +1131,17 @@ def format_path_text(path: ContainerPath) -> str:
         out.append("  6. published ports")
         for p in leg.published_ports:
             target = _hostport(iface.ip.split("/")[0] or "?", p.container_port)
+            head = f"       {p.protocol} {_hostport(p.host_ip, p.host_port)} -> {target}  "
+            if not p.rules:
+                out.append(head + "no DNAT rule: docker-proxy alone serves it")
+                continue
             out.append(
-                f"       {p.protocol} {_hostport(p.host_ip, p.host_port)} -> {target}  "
-                f"{_plural(p.connections.packets, 'connection')}"
+                head
+                + _plural(p.connections.packets, "connection")
                 + (f" ({_r(p.connections.packets_per_second)}/s)" if rates else "")
             )
             for rv in p.rules:
                 out.append(f"         {rv.family} {rv.table} {rv.chain}: {rv.rule}")
-            if not p.rules:
-                out.append("         no DNAT rule: docker-proxy alone serves it")
         if not leg.published_ports:
             out.append("       none")
         out.append("  7. masquerade (new connections leaving through another interface)")
