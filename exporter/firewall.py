@@ -24,12 +24,14 @@ the kernel already lists.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import cast
 
 from exporter import nfnetlink, xtables
 from exporter.collector import CollectorError
@@ -128,41 +130,104 @@ def backend_families(table_family: str, backend: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------
 
 
-def render_firewall(fw: FirewallData) -> list[MetricFamily]:
-    """The ``netpath_firewall_*`` families of metrics.md.
+@dataclass(frozen=True, slots=True)
+class _ChainRender:
+    """What a chain's structure says about its series."""
 
-    Identical rules in one chain are one series with their counters summed;
-    rules without a counter are not exported. Policy counters only for
-    built-in/base chains that have them.
-    """
-    rule_pk: list[tuple[tuple[str, ...], int]] = []
-    rule_by: list[tuple[tuple[str, ...], int]] = []
-    pol_pk: list[tuple[tuple[str, ...], int]] = []
-    pol_by: list[tuple[tuple[str, ...], int]] = []
+    count: int  # its number of rules
+    # None: every rule has counters and a text of its own, one series each in
+    # order; else the indexes of the rules summed into each series, in order.
+    groups: tuple[tuple[int, ...], ...] | None
+    policy_labels: tuple[str, ...] | None  # None for a chain without a policy
+
+
+@dataclass(frozen=True, slots=True)
+class _FirewallPlan:
+    """The structure's part of :func:`render_firewall`: all but the counter values."""
+
+    chains: tuple[_ChainRender, ...]  # every chain of every table, in order
+    rule_labels: tuple[tuple[str, ...], ...]  # one per rule series
+    nrules: tuple[tuple[tuple[str, ...], int], ...]  # netpath_firewall_chain_rules, whole
+
+
+# Plans by FirewallData.structure; a few, for several collectors in one process.
+_PLANS: dict[int, _FirewallPlan] = {}
+_PLANS_KEPT = 4
+
+
+def _firewall_plan(fw: FirewallData) -> _FirewallPlan:
+    chains: list[_ChainRender] = []
+    rule_labels: list[tuple[str, ...]] = []
     nrules: list[tuple[tuple[str, ...], int]] = []
     for t in fw.tables:
         fam, backend, tname = t.family, t.backend, t.name
         for c in t.chains:
             chain = c.name
             nrules.append(((fam, backend, tname, chain), len(c.rules)))
-            if c.policy is not None and c.policy_packets is not None and c.policy_bytes is not None:
-                labels = (fam, backend, tname, chain, c.policy)
-                pol_pk.append((labels, c.policy_packets))
-                pol_by.append((labels, c.policy_bytes))
-            sums: dict[str, list[int]] = {}
-            for r in c.rules:
+            by_text: dict[str, list[int]] = {}
+            for i, r in enumerate(c.rules):
                 if r.packets is None or r.bytes is None:
                     continue
-                acc = sums.get(r.text)
-                if acc is None:
-                    sums[r.text] = [r.packets, r.bytes]
+                group = by_text.get(r.text)
+                if group is None:
+                    by_text[r.text] = [i]
                 else:
-                    acc[0] += r.packets
-                    acc[1] += r.bytes
-            for text, (pk, by) in sums.items():
-                labels = (fam, backend, tname, chain, text)
-                rule_pk.append((labels, pk))
-                rule_by.append((labels, by))
+                    group.append(i)
+            rule_labels.extend((fam, backend, tname, chain, text) for text in by_text)
+            groups = None
+            if len(by_text) != len(c.rules):
+                groups = tuple(tuple(g) for g in by_text.values())
+            policy = (fam, backend, tname, chain, c.policy) if c.policy is not None else None
+            chains.append(_ChainRender(len(c.rules), groups, policy))
+    return _FirewallPlan(tuple(chains), tuple(rule_labels), tuple(nrules))
+
+
+def _plan_of(fw: FirewallData) -> _FirewallPlan:
+    plan = _PLANS.get(fw.structure) if fw.structure else None
+    counts = [len(c.rules) for t in fw.tables for c in t.chains]
+    if plan is None or counts != [c.count for c in plan.chains]:
+        plan = _firewall_plan(fw)
+        if fw.structure:
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.pop(next(iter(_PLANS)), None)
+            _PLANS[fw.structure] = plan
+    return plan
+
+
+def render_firewall(fw: FirewallData) -> list[MetricFamily]:
+    """The ``netpath_firewall_*`` families of metrics.md.
+
+    Identical rules in one chain are one series with their counters summed;
+    rules without a counter are not exported. Policy counters only for
+    built-in/base chains that have them. What depends on the structure alone
+    (labels, which rules are summed) is derived once per
+    ``FirewallData.structure``; every poll sums the counters afresh.
+    """
+    plan = _plan_of(fw)
+    pk: list[int] = []
+    by: list[int] = []
+    pol_pk: list[tuple[tuple[str, ...], int]] = []
+    pol_by: list[tuple[tuple[str, ...], int]] = []
+    chains = [c for t in fw.tables for c in t.chains]
+    for c, cr in zip(chains, plan.chains, strict=True):
+        rules = c.rules
+        if cr.groups is None:  # no rule without counters (see _firewall_plan)
+            pk += cast(list[int], [r.packets for r in rules])
+            by += cast(list[int], [r.bytes for r in rules])
+        else:
+            for g in cr.groups:
+                group = [rules[i] for i in g]
+                pk.append(sum(cast(list[int], [r.packets for r in group])))
+                by.append(sum(cast(list[int], [r.bytes for r in group])))
+        if (
+            cr.policy_labels is not None
+            and c.policy_packets is not None
+            and c.policy_bytes is not None
+        ):
+            pol_pk.append((cr.policy_labels, c.policy_packets))
+            pol_by.append((cr.policy_labels, c.policy_bytes))
+    rule_pk = tuple(zip(plan.rule_labels, pk, strict=True))
+    rule_by = tuple(zip(plan.rule_labels, by, strict=True))
     rule_labels = ("family", "backend", "table", "chain", "rule")
     pol_labels = ("family", "backend", "table", "chain", "policy")
     return [
@@ -171,14 +236,14 @@ def render_firewall(fw: FirewallData) -> list[MetricFamily]:
             "counter",
             "Packets matched by the firewall rule (identical rules in one chain summed).",
             rule_labels,
-            tuple(rule_pk),
+            rule_pk,
         ),
         MetricFamily(
             "netpath_firewall_rule_bytes_total",
             "counter",
             "Bytes matched by the firewall rule (identical rules in one chain summed).",
             rule_labels,
-            tuple(rule_by),
+            rule_by,
         ),
         MetricFamily(
             "netpath_firewall_chain_policy_packets_total",
@@ -199,7 +264,7 @@ def render_firewall(fw: FirewallData) -> list[MetricFamily]:
             "gauge",
             "Number of rules in the chain.",
             ("family", "backend", "table", "chain"),
-            tuple(nrules),
+            plan.nrules,
         ),
         MetricFamily(
             "netpath_firewall_backend_info",
@@ -264,6 +329,10 @@ class _LegacyState:
     holds: bool
 
 
+_CachedChain = tuple[_ChainPlan, object, Chain, tuple[int, ...]]
+_STRUCTURE_TOKENS = itertools.count(1)  # FirewallData.structure, unique in the process
+
+
 class _Restructure(Exception):
     """The raw read does not line up with the known structure: re-read the text."""
 
@@ -292,9 +361,13 @@ class FirewallCollector:
         self._nft_state: _NftState | None = None
         self._legacy: dict[str, _LegacyState] = {}
         self._legacy_failed: dict[str, tuple[float, str]] = {}  # family -> (retry at, error)
-        # per chain: (plan, raw counters snapshot, the Chain built from them)
-        self._cache: dict[tuple[str, ...], tuple[_ChainPlan, object, Chain]] = {}
-        self._new_cache: dict[tuple[str, ...], tuple[_ChainPlan, object, Chain]] = {}
+        # per chain: (plan, raw counters snapshot, the Chain built from them,
+        # indexes of its rules without counters)
+        self._cache: dict[tuple[str, ...], _CachedChain] = {}
+        self._new_cache: dict[tuple[str, ...], _CachedChain] = {}
+        # FirewallData.structure: what it stands for, and the token
+        self._shape: tuple[object, ...] = ()
+        self._structure = 0
         self._selected: dict[tuple[str, str, bool], bool] = {}
         # how often rule text was (re-)read, per backend kind; for tests and benchmarks
         self.text_reads = {"nf_tables": 0, "iptables-legacy": 0}
@@ -361,7 +434,27 @@ class FirewallCollector:
             backends=tuple(sorted(holds, key=lambda fb: (order.get(fb[1], 9), fb[0]))),
             tables=tuple(tables),
             errors=tuple(errors),
+            structure=self._structure_of(tables),
         )
+
+    def _structure_of(self, tables: list[Table]) -> int:
+        """The token for these tables (``FirewallData.structure``).
+
+        A new one whenever a table or chain came or went, a chain's plan (rule
+        texts, policy, hook) was replaced by an unequal one, or which of its
+        rules lack counters changed.
+        """
+        shape: list[object] = []
+        for t in tables:
+            shape.append((t.family, t.backend, t.name))
+            for c in t.chains:
+                entry = self._new_cache[(t.backend, t.family, t.name, c.name)]
+                shape.append((entry[0], entry[3]))
+        shape_t = tuple(shape)
+        if shape_t != self._shape:
+            self._shape = shape_t
+            self._structure = next(_STRUCTURE_TOKENS)
+        return self._structure
 
     # -- building model chains, reusing unchanged ones ----------------------
 
@@ -384,13 +477,19 @@ class FirewallCollector:
             return prev[2]
         old_rules = prev[2].rules if prev is not None else ()
         rules: list[Rule] = []
+        uncounted = False
         for i, (text, (pk, by)) in enumerate(zip(plan.texts, counters, strict=True)):
+            if pk is None or by is None:
+                uncounted = True
             if i < len(old_rules):
                 old = old_rules[i]
                 if old.packets == pk and old.bytes == by and old.text == text:
                     rules.append(old)
                     continue
             rules.append(Rule(text, pk, by))
+        none_at: tuple[int, ...] = ()
+        if uncounted:
+            none_at = tuple(i for i, r in enumerate(rules) if r.packets is None or r.bytes is None)
         chain = Chain(
             name=plan.name,
             rules=tuple(rules),
@@ -399,7 +498,7 @@ class FirewallCollector:
             policy_bytes=policy_counters[1],
             hook=plan.hook,
         )
-        self._new_cache[key] = (plan, snapshot, chain)
+        self._new_cache[key] = (plan, snapshot, chain, none_at)
         return chain
 
     # -- nf_tables -----------------------------------------------------------

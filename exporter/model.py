@@ -123,6 +123,13 @@ class FirewallData:
     # Backends that could not be read, one message each; the poller reports
     # the collector as failed but still serves the tables that were read.
     errors: tuple[str, ...] = ()
+    # A process-unique token of the structure: the tables, their chains (name,
+    # policy, hook), each chain's rule texts in order and which rules have no
+    # counters. Two FirewallData with the same non-zero token differ at most
+    # in their counter values, so renderers may keep what they derived from
+    # the structure (labels, which rules feed which series) under this token
+    # and only sum the counters on each poll. 0: unknown, derive it all again.
+    structure: int = 0
 
 
 # --------------------------------------------------------------------------
