@@ -103,9 +103,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
+from typing import cast
 
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
@@ -577,30 +579,30 @@ def _split_host_port(dest: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------
 
 
+# A rule feeding a series: (number of its chain in the walk, index in the chain).
+_Src = tuple[int, int]
+
+
 @dataclass(slots=True)
-class _Sums:
-    """Accumulates rule counters per derived series while the rules are walked."""
+class _Sources:
+    """Collects the rules whose counters each derived series sums, while the rules are walked."""
 
     topo: _Topology
     bridges: set[str]  # interfaces known to be Docker bridges
-    dropped: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (bridge, reason)
-    forwarded: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (bridge, dir)
-    masquerade: dict[tuple[str, str], int] = field(default_factory=dict)  # (bridge, subnet)
+    dropped: dict[tuple[str, str], list[_Src]] = field(default_factory=dict)  # (bridge, reason)
+    forwarded: dict[tuple[str, str], list[_Src]] = field(default_factory=dict)  # (bridge, dir)
+    masquerade: dict[tuple[str, str], list[_Src]] = field(default_factory=dict)  # (bridge, subnet)
     # (container, network, protocol, host_ip, host_port, container_port)
-    published: dict[tuple[str, str, str, str, str, str], int] = field(default_factory=dict)
+    published: dict[tuple[str, str, str, str, str, str], list[_Src]] = field(default_factory=dict)
 
-    def drop(self, bridge: str, reason: str, counts: tuple[int, int]) -> None:
-        acc = self.dropped.setdefault((bridge, reason), [0, 0])
-        acc[0] += counts[0]
-        acc[1] += counts[1]
+    def drop(self, bridge: str, reason: str, src: _Src) -> None:
+        self.dropped.setdefault((bridge, reason), []).append(src)
 
-    def forward(self, bridge: str, direction: str, counts: tuple[int, int]) -> None:
-        acc = self.forwarded.setdefault((bridge, direction), [0, 0])
-        acc[0] += counts[0]
-        acc[1] += counts[1]
+    def forward(self, bridge: str, direction: str, src: _Src) -> None:
+        self.forwarded.setdefault((bridge, direction), []).append(src)
 
-    def masq(self, bridge: str, subnet: str, packets: int) -> None:
-        self.masquerade[(bridge, subnet)] = self.masquerade.get((bridge, subnet), 0) + packets
+    def masq(self, bridge: str, subnet: str, src: _Src) -> None:
+        self.masquerade.setdefault((bridge, subnet), []).append(src)
 
     def dnat(
         self,
@@ -610,7 +612,7 @@ class _Sums:
         protocol: str,
         host_ip: str,
         host_port: str,
-        packets: int,
+        src: _Src,
     ) -> None:
         """One DNAT rule to ``target`` (``IP:PORT``); ``bridge`` "" if the rule names none."""
         container_ip, container_port = _split_host_port(target)
@@ -618,7 +620,7 @@ class _Sums:
         if not network:
             network = self.topo.network(bridge or self.topo.bridge_of_ip(container_ip))
         key = (name, network, protocol, host_ip, host_port, container_port or host_port)
-        self.published[key] = self.published.get(key, 0) + packets
+        self.published.setdefault(key, []).append(src)
 
 
 def _known_bridges(tables: Iterable[Table], topo: _Topology) -> set[str]:
@@ -647,29 +649,29 @@ _NFT_CT_ESTABLISHED = frozenset({"established", "related"})
 _PORT_CONDS = frozenset({"d", "!i", "p", "dport"})
 
 
-def _iptables_filter(sums: _Sums, chain: str, r: IptablesRule, counts: tuple[int, int]) -> None:
+def _iptables_filter(sums: _Sources, chain: str, r: IptablesRule, src: _Src) -> None:
     c, i, o, t = r.conds, r.in_iface, r.out_iface, r.target
     known = sums.bridges
     if chain == "DOCKER-ISOLATION-STAGE-2" and t == "DROP" and c == {"o"}:
-        sums.drop(o, REASON_ISOLATION, counts)
+        sums.drop(o, REASON_ISOLATION, src)
     elif chain in ("DOCKER-ISOLATION-STAGE-1", "DOCKER-INTERNAL") and t == "DROP":
         if c == {"o", "!s"}:
-            sums.drop(o, REASON_INTERNAL, counts)
+            sums.drop(o, REASON_INTERNAL, src)
         elif c == {"i", "!d"}:
-            sums.drop(i, REASON_INTERNAL, counts)
+            sums.drop(i, REASON_INTERNAL, src)
     elif chain in ("FORWARD", "DOCKER-FORWARD") and c == {"i", "o"} and i == o and i in known:
         if t == "DROP":
-            sums.drop(i, REASON_ICC, counts)
+            sums.drop(i, REASON_ICC, src)
         elif t == "ACCEPT" and chain == "FORWARD":
-            sums.forward(i, INTERNAL, counts)
+            sums.forward(i, INTERNAL, src)
     elif chain == "DOCKER" and c == {"!i", "o"} and i == o and t == "DROP":
-        sums.drop(o, REASON_UNPUBLISHED, counts)
+        sums.drop(o, REASON_UNPUBLISHED, src)
     elif chain == "DOCKER" and t == "ACCEPT" and {"!i", "o"} <= c <= _PORT_CONDS | {"o"}:
         if i == o:
-            sums.forward(o, INBOUND, counts)
+            sums.forward(o, INBOUND, src)
     elif chain in ("FORWARD", "DOCKER-CT") and t == "ACCEPT" and c == {"o", "ctstate"}:
         if frozenset(r.ctstate.split(",")) == _CT_ESTABLISHED and o in known:
-            sums.forward(o, INBOUND, counts)
+            sums.forward(o, INBOUND, src)
     elif (
         t == "ACCEPT"
         and i in known
@@ -678,15 +680,13 @@ def _iptables_filter(sums: _Sums, chain: str, r: IptablesRule, counts: tuple[int
             or (chain == "DOCKER-FORWARD" and c == {"i"})
         )
     ):
-        sums.forward(i, OUTBOUND, counts)
+        sums.forward(i, OUTBOUND, src)
 
 
-def _iptables_rule(
-    sums: _Sums, table: Table, chain: str, r: IptablesRule, counts: tuple[int, int]
-) -> None:
+def _iptables_rule(sums: _Sources, table: Table, chain: str, r: IptablesRule, src: _Src) -> None:
     c, t = r.conds, r.target
     if table.name == "filter":
-        _iptables_filter(sums, chain, r, counts)
+        _iptables_filter(sums, chain, r, src)
     elif table.name == "raw":
         if (
             chain == "PREROUTING"
@@ -694,7 +694,7 @@ def _iptables_rule(
             and {"d", "!i"} <= c <= _PORT_CONDS
             and r.in_iface in sums.bridges
         ):
-            sums.drop(r.in_iface, REASON_DIRECT_ACCESS, counts)
+            sums.drop(r.in_iface, REASON_DIRECT_ACCESS, src)
     elif table.name == "nat":
         if chain == "DOCKER" and t == "DNAT" and r.to_destination and "dport" in c <= _PORT_CONDS:
             default_ip = "::" if table.family in ("ipv6", "ip6") else "0.0.0.0"
@@ -704,7 +704,7 @@ def _iptables_rule(
                 protocol=r.protocol,
                 host_ip=_plain_ip(r.destination) if r.destination else default_ip,
                 host_port=r.dport,
-                packets=counts[0],
+                src=src,
             )
         elif (
             chain == "POSTROUTING"
@@ -712,7 +712,7 @@ def _iptables_rule(
             and c == {"s", "!o"}
             and r.out_iface in sums.bridges
         ):
-            sums.masq(r.out_iface, r.source, counts[0])
+            sums.masq(r.out_iface, r.source, src)
 
 
 _NFT_DROP_REASONS = {
@@ -722,26 +722,26 @@ _NFT_DROP_REASONS = {
 }
 
 
-def _nft_rule(sums: _Sums, table: Table, chain: str, r: NftRule, counts: tuple[int, int]) -> None:
+def _nft_rule(sums: _Sources, table: Table, chain: str, r: NftRule, src: _Src) -> None:
     v, cm = r.verdict, r.comment
     established = r.conds == {"ct"} and frozenset(r.ct_state.split(",")) == _NFT_CT_ESTABLISHED
     if chain.startswith("filter-forward-in__"):
         bridge = chain.removeprefix("filter-forward-in__")
         if v == "drop" and cm in _NFT_DROP_REASONS:
-            sums.drop(bridge, _NFT_DROP_REASONS[cm], counts)
+            sums.drop(bridge, _NFT_DROP_REASONS[cm], src)
         elif v == "accept" and cm == "ICC":
-            sums.forward(bridge, INTERNAL, counts)
+            sums.forward(bridge, INTERNAL, src)
         elif v == "accept" and not cm and (established or "daddr" in r.conds <= {"daddr", "dport"}):
-            sums.forward(bridge, INBOUND, counts)
+            sums.forward(bridge, INBOUND, src)
     elif chain.startswith("filter-forward-out__"):
         bridge = chain.removeprefix("filter-forward-out__")
         if v == "drop" and cm == "INTERNAL NETWORK EGRESS":
-            sums.drop(bridge, REASON_INTERNAL, counts)
+            sums.drop(bridge, REASON_INTERNAL, src)
         elif v == "accept" and (cm == "OUTGOING" or (established and not cm)):
-            sums.forward(bridge, OUTBOUND, counts)
+            sums.forward(bridge, OUTBOUND, src)
     elif chain == "raw-PREROUTING":
         if v == "drop" and "!iif" in r.conds <= {"daddr", "!iif", "dport"}:
-            sums.drop(r.iif, REASON_DIRECT_ACCESS, counts)
+            sums.drop(r.iif, REASON_DIRECT_ACCESS, src)
     elif chain == "nat-prerouting-and-output":
         if v == "dnat" and "dport" in r.conds <= {"daddr", "!iif", "dport"}:
             sums.dnat(
@@ -750,7 +750,7 @@ def _nft_rule(sums: _Sums, table: Table, chain: str, r: NftRule, counts: tuple[i
                 protocol=r.l4proto,
                 host_ip=r.daddr or ("::" if table.family == "ip6" else "0.0.0.0"),
                 host_port=r.dport,
-                packets=counts[0],
+                src=src,
             )
     elif (
         chain.startswith("nat-postrouting-out__")
@@ -758,7 +758,7 @@ def _nft_rule(sums: _Sums, table: Table, chain: str, r: NftRule, counts: tuple[i
         and r.conds == {"!oif", "saddr"}
         and cm in ("", "MASQUERADE")
     ):
-        sums.masq(chain.removeprefix("nat-postrouting-out__"), r.saddr, counts[0])
+        sums.masq(chain.removeprefix("nat-postrouting-out__"), r.saddr, src)
 
 
 # The iptables chains whose rules this module interprets, per table.
@@ -769,28 +769,147 @@ _IPTABLES_CHAINS = {
 }
 
 
-def _interpret(tables: Iterable[Table], topo: _Topology) -> _Sums:
-    tables = tuple(tables)
-    sums = _Sums(topo, _known_bridges(tables, topo))
-    for table in tables:
+def _interpret(
+    fw: FirewallData, tables: tuple[Table, ...], topo: _Topology
+) -> tuple[_Sources, list[tuple[int, int]]]:
+    """Walk the rules of ``tables`` (some of ``fw.tables``) that Docker's series count.
+
+    Also returns the (table index, chain index) in ``fw`` of each walked chain:
+    the chain numbers of the sources.
+    """
+    sums = _Sources(topo, _known_bridges(tables, topo))
+    walked: list[tuple[int, int]] = []
+    for ti, table in enumerate(fw.tables):
+        if not any(table is t for t in tables):
+            continue
         nft = table.backend == BACKEND_NFTABLES
         wanted = _IPTABLES_CHAINS.get(table.name, frozenset())
-        for chain in table.chains:
+        for ci, chain in enumerate(table.chains):
             if not nft and chain.name not in wanted:
                 continue
-            for rule in chain.rules:
+            number = len(walked)
+            walked.append((ti, ci))
+            for ri, rule in enumerate(chain.rules):
                 if rule.packets is None or rule.bytes is None:
                     continue
-                counts = (rule.packets, rule.bytes)
                 if nft:
                     n = parse_nft_rule(rule.text)
                     if n is not None:
-                        _nft_rule(sums, table, chain.name, n, counts)
+                        _nft_rule(sums, table, chain.name, n, (number, ri))
                 else:
                     r = parse_iptables_rule(rule.text)
                     if r is not None:
-                        _iptables_rule(sums, table, chain.name, r, counts)
-    return sums
+                        _iptables_rule(sums, table, chain.name, r, (number, ri))
+    return sums, walked
+
+
+# --------------------------------------------------------------------------
+# Plans: what the structure says, kept while it stands
+# --------------------------------------------------------------------------
+
+Labels = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One family's label sets, sorted, and the counters each series sums."""
+
+    labels: tuple[Labels, ...]
+    sources: tuple[tuple[int, ...], ...]  # indexes into the plan's flat counter lists
+    pick: Callable[[list[int | None]], tuple[int, ...]] | None  # when each sums one rule
+
+    def values(self, flat: list[int | None]) -> Sequence[int]:
+        if self.pick is not None:
+            return self.pick(flat)
+        out = cast(list[int], flat)
+        return [out[s[0]] if len(s) == 1 else sum([out[i] for i in s]) for s in self.sources]
+
+
+def _series(items: Iterable[tuple[Labels, list[int]]]) -> _Series:
+    ordered = sorted(items)  # label sets are unique: the sources are never compared
+    sources = tuple(tuple(src) for _, src in ordered)
+    pick = None
+    if len(sources) > 1 and all(len(src) == 1 for src in sources):
+        pick = cast(
+            Callable[[list[int | None]], tuple[int, ...]], itemgetter(*(s[0] for s in sources))
+        )
+    return _Series(tuple(labels for labels, _ in ordered), sources, pick)
+
+
+@dataclass(frozen=True, slots=True)
+class _DockerPlan:
+    """Everything :func:`render_docker` derives from the rules' structure and from DockerData."""
+
+    docker: DockerData | None  # the DockerData it was made with (matched by identity)
+    shape: tuple[int, ...]  # chains per table of the FirewallData it was made from
+    layout: str
+    # (table index, chain index, rule count, bytes needed) of each chain feeding a series;
+    # their rules' counters, concatenated, are the flat lists the sources index
+    chains: tuple[tuple[int, int, int, bool], ...]
+    dropped: _Series
+    forwarded: _Series
+    published: _Series
+    masquerade: _Series
+
+
+# Plans by FirewallData.structure; a few, for several collectors in one process.
+_PLANS: dict[int, _DockerPlan] = {}
+_PLANS_KEPT = 4
+
+
+def _docker_plan(fw: FirewallData, docker: DockerData | None) -> _DockerPlan:
+    chosen = _choose(fw)
+    topo = _topology(docker)
+    sums, walked = _interpret(fw, chosen.tables if chosen is not None else (), topo)
+    counted = {n for found in (sums.dropped, sums.forwarded) for v in found.values() for n, _ in v}
+    used = sorted(
+        {n for found in (sums.masquerade, sums.published) for v in found.values() for n, _ in v}
+        | counted
+    )
+    offsets: dict[int, int] = {}
+    chains: list[tuple[int, int, int, bool]] = []
+    at = 0
+    for n in used:
+        ti, ci = walked[n]
+        offsets[n] = at
+        count = len(fw.tables[ti].chains[ci].rules)
+        chains.append((ti, ci, count, n in counted))
+        at += count
+
+    def flat(srcs: list[_Src]) -> list[int]:
+        return [offsets[n] + ri for n, ri in srcs]
+
+    def by_bridge(found: Mapping[tuple[str, str], list[_Src]]) -> _Series:
+        return _series(((topo.network(b), b, x), flat(v)) for (b, x), v in found.items())
+
+    return _DockerPlan(
+        docker=docker,
+        shape=tuple(len(t.chains) for t in fw.tables),
+        layout=chosen.layout if chosen is not None else LAYOUT_UNKNOWN,
+        chains=tuple(chains),
+        dropped=by_bridge(sums.dropped),
+        forwarded=by_bridge(sums.forwarded),
+        published=_series((k, flat(v)) for k, v in sums.published.items()),
+        masquerade=by_bridge(sums.masquerade),
+    )
+
+
+def _counters(
+    fw: FirewallData, plan: _DockerPlan
+) -> tuple[list[int | None], list[int | None]] | None:
+    """The flat packet and byte counters of the plan; None if ``fw`` is not its structure."""
+    tables = fw.tables
+    if plan.shape != tuple(len(t.chains) for t in tables):
+        return None
+    pk: list[int | None] = []
+    by: list[int | None] = []
+    for ti, ci, count, need_bytes in plan.chains:
+        rules = tables[ti].chains[ci].rules
+        if len(rules) != count:
+            return None
+        pk += [r.packets for r in rules]
+        by += [r.bytes for r in rules] if need_bytes else [None] * count
+    return pk, by
 
 
 # --------------------------------------------------------------------------
@@ -804,18 +923,26 @@ def render_docker(
     """The ``netpath_docker_*`` families and ``netpath_docker_firewall_layout_info``.
 
     ``links`` is accepted for the renderer's common signature and not needed:
-    the bridges come from the rules and from ``docker``.
+    the bridges come from the rules and from ``docker``. What the structure
+    and ``docker`` decide (layout, series, which rules each sums) is derived
+    once per ``FirewallData.structure`` and DockerData; every poll sums the
+    counters afresh.
     """
     del links
-    chosen = _choose(fw)
-    layout = chosen.layout if chosen is not None else LAYOUT_UNKNOWN
-    topo = _topology(docker)
-    sums = _interpret(chosen.tables if chosen is not None else (), topo)
+    plan = _PLANS.get(fw.structure) if fw.structure else None
+    counters = _counters(fw, plan) if plan is not None and plan.docker is docker else None
+    if plan is None or counters is None:
+        plan = _docker_plan(fw, docker)
+        counters = _counters(fw, plan)
+        assert counters is not None
+        if fw.structure:
+            if len(_PLANS) >= _PLANS_KEPT and fw.structure not in _PLANS:
+                _PLANS.pop(next(iter(_PLANS)), None)
+            _PLANS[fw.structure] = plan
+    pk, by = counters
 
-    def by_bridge(
-        acc: Mapping[tuple[str, str], list[int]], index: int
-    ) -> tuple[tuple[tuple[str, ...], int], ...]:
-        return tuple(sorted(((topo.network(b), b, x), v[index]) for (b, x), v in acc.items()))
+    def samples(series: _Series, flat: list[int | None]) -> tuple[tuple[Labels, int], ...]:
+        return tuple(zip(series.labels, series.values(flat), strict=True))
 
     return [
         MetricFamily(
@@ -823,14 +950,14 @@ def render_docker(
             "counter",
             "Packets dropped by Docker's DROP rules, per destination network and reason.",
             ("network", "bridge", "reason"),
-            by_bridge(sums.dropped, 0),
+            samples(plan.dropped, pk),
         ),
         MetricFamily(
             "netpath_docker_dropped_bytes_total",
             "counter",
             "Bytes dropped by Docker's DROP rules, per destination network and reason.",
             ("network", "bridge", "reason"),
-            by_bridge(sums.dropped, 1),
+            samples(plan.dropped, by),
         ),
         MetricFamily(
             "netpath_docker_published_port_connections_total",
@@ -838,7 +965,7 @@ def render_docker(
             "New connections to a published port (packets of its DNAT rule; nat sees "
             "the first packet of each connection).",
             ("container", "network", "protocol", "host_ip", "host_port", "container_port"),
-            tuple(sorted(sums.published.items())),
+            samples(plan.published, pk),
         ),
         MetricFamily(
             "netpath_docker_masquerade_connections_total",
@@ -846,27 +973,27 @@ def render_docker(
             "New connections from the network masqueraded on their way out (packets of "
             "its MASQUERADE rule).",
             ("network", "bridge", "subnet"),
-            tuple(sorted(((topo.network(b), b, s), n) for (b, s), n in sums.masquerade.items())),
+            samples(plan.masquerade, pk),
         ),
         MetricFamily(
             "netpath_docker_forwarded_packets_total",
             "counter",
             "Packets accepted by Docker's per-network forward rules, per direction.",
             ("network", "bridge", "direction"),
-            by_bridge(sums.forwarded, 0),
+            samples(plan.forwarded, pk),
         ),
         MetricFamily(
             "netpath_docker_forwarded_bytes_total",
             "counter",
             "Bytes accepted by Docker's per-network forward rules, per direction.",
             ("network", "bridge", "direction"),
-            by_bridge(sums.forwarded, 1),
+            samples(plan.forwarded, by),
         ),
         MetricFamily(
             "netpath_docker_firewall_layout_info",
             "gauge",
             "The layout of Docker's firewall rules in use on this host.",
             ("layout",),
-            (((layout,), 1),),
+            (((plan.layout,), 1),),
         ),
     ]
