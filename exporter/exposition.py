@@ -10,7 +10,6 @@ from the series of each render, so it never holds a series that has gone.
 
 from __future__ import annotations
 
-import io
 import math
 import zlib
 from collections.abc import Iterable
@@ -105,10 +104,8 @@ class ExpositionWriter:
     def render(self, families: Iterable[MetricFamily]) -> bytes:
         old = self._families
         new: dict[str, _FamilyCache] = {}
-        # Written family by family into one buffer: no list of every chunk
-        # beside the joined body.
-        out = io.BytesIO()
-        write = out.write
+        out: list[bytes] = []
+        write = out.append
         for fam in families:
             samples = fam.samples
             if not samples:
@@ -132,7 +129,7 @@ class ExpositionWriter:
                 pairs = zip(cache.series_prefixes(), values, strict=True)
                 write(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
         self._families = new
-        return out.getvalue()
+        return b"".join(out)
 
 
 def _build(fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None) -> _FamilyCache:
