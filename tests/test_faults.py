@@ -368,10 +368,20 @@ def _cmdline(pid: int) -> bytes:
 # ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def docker_lab(dockerd: dockerlab.DockerLab) -> Iterator[dockerlab.DockerLab]:
+    """The module's lab dockerd, without containers or user networks before and after."""
+    dockerd.remove_all()
+    yield dockerd
+    if dockerd.running():
+        dockerd.remove_all()
+
+
+@pytest.mark.docker
 def test_dockerd_killed_and_restarted_mid_poll(
-    dockerd: dockerlab.DockerLab, exporters: Callable[..., Exporter]
+    docker_lab: dockerlab.DockerLab, exporters: Callable[..., Exporter]
 ) -> None:
-    dl = dockerd
+    dl = docker_lab
     dl.run_sleeper("fault-before")
     e = exporters(dl.netns.path, "--poll.interval=200ms", "--no-collector.firewall", env=dl.env())
     e.scraper.wait_for("the container", lambda g: "fault-before" in containers_seen(g))
@@ -479,8 +489,8 @@ def test_read_netnsid_of_a_path_that_is_no_longer_a_namespace(tmp_path: Path) ->
 
 @pytest.mark.docker
 @pytest.mark.xfail(strict=True, raises=dockerlab.RemoteError, reason=NETNSID_BUG)
-def test_container_namespace_vanishing_mid_read(dockerd: dockerlab.DockerLab) -> None:
-    dl = dockerd
+def test_container_namespace_vanishing_mid_read(docker_lab: dockerlab.DockerLab) -> None:
+    dl = docker_lab
     keep = dl.run_sleeper("vanish-keep")
     victim = dl.run_sleeper("vanish-victim")
     with dl.python(SETUP_VANISH) as py:
@@ -572,9 +582,9 @@ def _churn(dl: dockerlab.DockerLab, until: float, stats: ChurnStats, prefix: str
 
 @pytest.mark.docker
 def test_container_churn_60s(
-    dockerd: dockerlab.DockerLab, exporters: Callable[..., Exporter]
+    docker_lab: dockerlab.DockerLab, exporters: Callable[..., Exporter]
 ) -> None:
-    dl = dockerd
+    dl = docker_lab
     dl.docker("network", "create", "churnnet")
     for name in ("steady-a", "steady-b"):
         dl.run_sleeper(name)
