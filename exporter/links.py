@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from pyroute2 import IPRoute
 
 from exporter import rtnetlink
-from exporter.model import Link, LinksData, LinkStats, MetricFamily, Route, RoutesData
+from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
 
 IFF_LOOPBACK = 0x8
 NETNSID_UNASSIGNED = (0xFFFFFFFF, -1)
@@ -213,11 +215,28 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[MetricFamily]:
-    """netpath_interface_* and netpath_bridge_ports families (metrics.md "Interfaces")."""
-    by_index = {link.index: link for link in data.links}
-    bridges = {link.index: link.name for link in data.links if link.kind == "bridge"}
-    links = [link for link in data.links if include_loopback or link.kind != "loopback"]
+@dataclass(frozen=True, slots=True)
+class _InterfacesPlan:
+    """What the topology alone decides in :func:`render_interfaces`."""
+
+    links: tuple[Link, ...]  # the topology it was made for (matched by identity)
+    include_loopback: bool
+    info: MetricFamily
+    bridge_ports: MetricFamily
+    indexes: tuple[int, ...]  # ifindex of each interface with counters, in order
+    labels: tuple[tuple[str], ...]  # its label set
+
+
+_plans: list[_InterfacesPlan] = []  # the last one made; LinksCollector keeps its topology tuple
+
+
+def _interfaces_plan(links: tuple[Link, ...], include_loopback: bool) -> _InterfacesPlan:
+    for plan in _plans:
+        if plan.links is links and plan.include_loopback == include_loopback:
+            return plan
+    by_index = {link.index: link for link in links}
+    bridges = {link.index: link.name for link in links if link.kind == "bridge"}
+    shown = [link for link in links if include_loopback or link.kind != "loopback"]
     info = tuple(
         (
             (
@@ -229,44 +248,72 @@ def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[M
             ),
             1,
         )
-        for link in links
+        for link in shown
     )
-    families = [
-        MetricFamily(
+    ports: dict[int, int] = dict.fromkeys(bridges, 0)
+    for link in links:
+        if link.master is not None and link.master in ports:
+            ports[link.master] += 1
+    plan = _InterfacesPlan(
+        links=links,
+        include_loopback=include_loopback,
+        info=MetricFamily(
             name="netpath_interface_info",
             type="gauge",
             help="Interface of the host network namespace: kind, master bridge, MAC address "
             "and operational state.",
             labels=("interface", "kind", "bridge", "mac", "operstate"),
             samples=info,
-        )
-    ]
-    counted: list[tuple[str, LinkStats]] = [
-        (link.name, data.stats[link.index]) for link in links if link.index in data.stats
-    ]
-    for metric, field, help_text in _COUNTERS:
+        ),
+        bridge_ports=MetricFamily(
+            name="netpath_bridge_ports",
+            type="gauge",
+            help="Number of interfaces enslaved to the bridge.",
+            labels=("bridge",),
+            samples=tuple(((by_index[i].name,), n) for i, n in ports.items()),
+        ),
+        indexes=tuple(link.index for link in shown),
+        labels=tuple((link.name,) for link in shown),
+    )
+    _plans[:] = [plan]
+    return plan
+
+
+# LinkStats' fields in the order of _COUNTERS
+_ALL_COUNTERS = attrgetter(*(field for _, field, _ in _COUNTERS))
+
+
+def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[MetricFamily]:
+    """netpath_interface_* and netpath_bridge_ports families (metrics.md "Interfaces").
+
+    What the topology decides (info, bridge ports, label sets) is derived once
+    per topology tuple; every poll reads each counter afresh.
+    """
+    plan = _interfaces_plan(data.links, include_loopback)
+    stats = data.stats
+    labels: Sequence[tuple[str]] = plan.labels
+    try:
+        counted = [stats[i] for i in plan.indexes]
+    except KeyError:  # a link without stats (it vanished): leave it out
+        kept = [
+            (label, i) for label, i in zip(plan.labels, plan.indexes, strict=True) if i in stats
+        ]
+        labels = [label for label, _ in kept]
+        counted = [stats[i] for _, i in kept]
+    families = [plan.info]
+    # One row of the eight counters per interface, turned into one column per counter.
+    columns = list(zip(*map(_ALL_COUNTERS, counted), strict=True)) or [()] * len(_COUNTERS)
+    for (metric, _, help_text), column in zip(_COUNTERS, columns, strict=True):
         families.append(
             MetricFamily(
                 name=f"netpath_interface_{metric}_total",
                 type="counter",
                 help=help_text,
                 labels=("interface",),
-                samples=tuple(((name,), int(getattr(st, field))) for name, st in counted),
+                samples=tuple(zip(labels, column, strict=True)),
             )
         )
-    ports: dict[int, int] = dict.fromkeys(bridges, 0)
-    for link in data.links:
-        if link.master is not None and link.master in ports:
-            ports[link.master] += 1
-    families.append(
-        MetricFamily(
-            name="netpath_bridge_ports",
-            type="gauge",
-            help="Number of interfaces enslaved to the bridge.",
-            labels=("bridge",),
-            samples=tuple(((by_index[i].name,), n) for i, n in ports.items()),
-        )
-    )
+    families.append(plan.bridge_ports)
     return families
 
 
