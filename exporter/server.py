@@ -30,6 +30,7 @@ from exporter.webconfig import (
 log = logging.getLogger("netpath.http")
 
 FIRST_POLL_WAIT = 10.0  # a scrape right after start waits this long for the first poll
+IDLE_TIMEOUT = 120.0  # seconds a kept-alive or stalled client connection may sit idle
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
@@ -152,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = f"netpath-exporter/{__version__}"
     protocol_version = "HTTP/1.1"
     _ALLOWED: ClassVar[str] = "GET, HEAD"
+    # An idle or stalled connection gives its thread back after this long (socket timeout).
+    timeout = IDLE_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format % args, extra={"client": self.client_address[0]})

@@ -694,3 +694,25 @@ def test_invalid_web_config_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert "basic_auth_users.alice: not a bcrypt hash" in proc.stderr
     assert "http_server_config.http3: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_stalled_clients_are_dropped(
+    serve: object, certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that never finishes its handshake or request gives its thread back."""
+    import exporter.server as server_mod  # noqa: PLC0415
+
+    monkeypatch.setattr(server_mod, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(server_mod.Handler, "timeout", 0.5)
+    run: Running = serve(tls_yaml(certs))  # type: ignore[operator]
+    with socket.create_connection(("127.0.0.1", run.port), timeout=10) as raw:
+        raw.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then silence
+        assert raw.recv(1024) == b"", "the server closes the connection"
+    ctx = client_ctx(certs)
+    with (
+        socket.create_connection(("127.0.0.1", run.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as conn,
+    ):
+        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        assert conn.recv(1024) == b""
+    assert get(run.port, ctx=ctx)[0] == 200, "and keeps serving others"
