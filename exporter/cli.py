@@ -20,7 +20,14 @@ from dataclasses import replace
 from types import FrameType
 
 from exporter import __version__
-from exporter.config import COLLECTORS, Config, ConfigError, load_config, parse_duration
+from exporter.config import (
+    COLLECTORS,
+    Config,
+    ConfigError,
+    load_config,
+    parse_duration,
+    parse_listen_address,
+)
 from exporter.poller import Factory, Poller
 
 log = logging.getLogger("netpath")
@@ -115,8 +122,6 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     if args.poll_interval is not None:
         cfg = replace(cfg, poll_interval=args.poll_interval)
     # Flags go through the same checks as the file.
-    from exporter.config import parse_listen_address
-
     try:
         parse_listen_address(cfg.web.listen_address)
     except ValueError as exc:
@@ -134,27 +139,27 @@ def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
     out: list[tuple[str, Factory]] = []
 
     def links() -> object:
-        from exporter.links import LinksCollector
+        from exporter.links import LinksCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return LinksCollector()
 
     def firewall() -> object:
-        from exporter.firewall import FirewallCollector
+        from exporter.firewall import FirewallCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return FirewallCollector(cfg.firewall)
 
     def sysctl() -> object:
-        from exporter.sysctl import SysctlCollector
+        from exporter.sysctl import SysctlCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return SysctlCollector()
 
     def routes() -> object:
-        from exporter.links import RoutesCollector
+        from exporter.links import RoutesCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return RoutesCollector()
 
     def containers() -> object:
-        from exporter.containers import ContainersCollector
+        from exporter.containers import ContainersCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return ContainersCollector(cfg.docker)
 
@@ -176,9 +181,9 @@ def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
 
 
 def run_daemon(cfg: Config) -> int:
-    from exporter.logs import setup_logging
-    from exporter.render import render_poll
-    from exporter.server import make_server, serve_in_thread
+    from exporter.logs import setup_logging  # noqa: PLC0415 - not needed for --help
+    from exporter.render import render_poll  # noqa: PLC0415 - not needed for --help
+    from exporter.server import make_server, serve_in_thread  # noqa: PLC0415 - not needed for --help
 
     setup_logging(cfg.log.level, cfg.log.format)
     security = None

@@ -17,6 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from exporter import rtnetlink
 from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
@@ -70,6 +71,10 @@ def read_netnsid(path: str) -> int | None:
     try:
         with IPRoute() as ipr:
             reply = ipr.get_netnsid(fd=fd)
+    except NetlinkError as exc:
+        # E.g. EINVAL: the path is no longer a namespace (Docker leaves a removed
+        # container's SandboxKey behind as a plain file). Callers expect OSError.
+        raise OSError(exc.code, f"{path}: {os.strerror(exc.code)}") from exc
     finally:
         os.close(fd)
     nsid = reply.get("nsid") if reply else None

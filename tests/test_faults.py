@@ -467,15 +467,6 @@ coll = ContainersCollector(DockerConfig(host=os.environ["DOCKER_HOST"]),
 """
 
 
-NETNSID_BUG = (
-    "links.read_netnsid raises pyroute2's NetlinkError (EINVAL), not an OSError, for a path "
-    "that is no longer a namespace (Docker leaves the SandboxKey behind as a plain file), "
-    "and ContainersCollector._netns_id catches OSError only: the whole containers poll fails. "
-    "Reported to the lead."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=NETNSID_BUG)
 def test_read_netnsid_of_a_path_that_is_no_longer_a_namespace(tmp_path: Path) -> None:
     lab.need_root()
     from exporter.links import read_netnsid  # noqa: PLC0415
@@ -488,7 +479,6 @@ def test_read_netnsid_of_a_path_that_is_no_longer_a_namespace(tmp_path: Path) ->
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(strict=True, raises=dockerlab.RemoteError, reason=NETNSID_BUG)
 def test_container_namespace_vanishing_mid_read(docker_lab: dockerlab.DockerLab) -> None:
     dl = docker_lab
     keep = dl.run_sleeper("vanish-keep")
