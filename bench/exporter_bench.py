@@ -88,7 +88,9 @@ print(json.dumps(out))
 
 
 def sh(cmd: list[str], *, input: str | None = None) -> str:
-    proc = subprocess.run(cmd, check=False, input=input, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        cmd, check=False, input=input, capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} failed: {proc.stderr.strip()[:2000]}")
     return proc.stdout
@@ -127,9 +129,17 @@ def run_backend(host: str, backend: str, ruleset: str, runs: int) -> dict[str, o
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         daemon = subprocess.Popen(
-            ["nsenter", f"--net={hpath}", PY, "-m", "exporter", "--no-collector.containers",
-             f"--web.listen-address=127.0.0.1:{port}", "--poll.interval=1s",
-             "--log.level=warning"],
+            [
+                "nsenter",
+                f"--net={hpath}",
+                PY,
+                "-m",
+                "exporter",
+                "--no-collector.containers",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--poll.interval=1s",
+                "--log.level=warning",
+            ],
             cwd=str(REPO),
         )
         try:
@@ -188,16 +198,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{poll['bytes'] / 1e6:.1f} MB, gzip {scrape['gzip'][1] / 1e6:.2f} MB"
                 + (f"; FAILED: {poll['failed']}" if poll["failed"] else "")
             )
-        print("\ntargets (issue #2): poll <= 75 ms CPU on iptables-nft, <= 15 ms on "
-              "iptables-legacy; scrape <= 10 ms; RSS <= 60 MB")
+        print(
+            "\ntargets (issue #2): poll <= 75 ms CPU on iptables-nft, <= 15 ms on "
+            "iptables-legacy; scrape <= 10 ms; RSS <= 60 MB"
+        )
         print(ANCHORS)
     finally:
         if made:
             with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
                 f.write("".join(f"netns delete {n}\n" for n in made))
                 f.flush()
-                subprocess.run(["ip", "-force", "-batch", f.name], check=False,
-                               capture_output=True)
+                subprocess.run(["ip", "-force", "-batch", f.name], check=False, capture_output=True)
 
 
 if __name__ == "__main__":
