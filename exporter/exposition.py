@@ -51,37 +51,50 @@ class _FamilyCache:
     """The last render of one family: its header, its label sets and how to print their values.
 
     An all-integer family keeps one format for all its series (``fmt``: every
-    ``name{labels} %d\\n`` joined), so a poll prints it with a single ``%``; a
-    family with other values keeps each series' ``name{labels} `` prefix
-    instead. Each is derived from the other when the values change kind.
+    ``name{labels} %d\\n`` joined, ``%`` escaped), so a poll prints it with a
+    single ``%``; a family with other values keeps each series'
+    ``name{labels} `` prefix instead. Only one of the two is kept; each is
+    derived from the other when the values change kind.
     """
 
     __slots__ = ("fmt", "header", "labels", "meta", "prefixes")
 
-    def __init__(self, fam: MetricFamily, labels: list[LabelValues], prefixes: list[bytes]) -> None:
+    def __init__(
+        self,
+        fam: MetricFamily,
+        labels: list[LabelValues],
+        *,
+        fmt: bytes | None = None,
+        prefixes: list[bytes] | None = None,
+    ) -> None:
         self.meta = (fam.labels, fam.help, fam.type)
         self.header = (
             f"# HELP {fam.name} {escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n".encode()
         )
         self.labels = labels
-        self.prefixes: list[bytes] | None = prefixes  # b'name{labels} '
-        self.fmt: bytes | None = None
+        self.fmt = fmt
+        self.prefixes = prefixes  # b'name{labels} '
 
     def series_prefixes(self) -> list[bytes]:
         if self.prefixes is None:
-            # A prefix never holds a raw newline (label values escape it): each
-            # line of the format is one series' escaped prefix followed by "%d".
-            assert self.fmt is not None
-            lines = self.fmt.split(b"\n")[:-1]
-            self.prefixes = [line[:-2].replace(b"%%", b"%") for line in lines]
+            self.prefixes = [line[:-2].replace(b"%%", b"%") for line in self.int_lines()]
+            self.fmt = None
         return self.prefixes
 
     def int_format(self) -> bytes:
         if self.fmt is None:
-            escaped = [p.replace(b"%", b"%%") for p in self.series_prefixes()]
-            self.fmt = b"%d\n".join(escaped) + b"%d\n"
-        self.prefixes = None  # one copy of the series' text is enough
+            assert self.prefixes is not None
+            self.fmt = b"%d\n".join([p.replace(b"%", b"%%") for p in self.prefixes]) + b"%d\n"
+            self.prefixes = None
         return self.fmt
+
+    def int_lines(self) -> list[bytes]:
+        """Each series' line of the format, without its newline: b'name{labels} %d'.
+
+        A prefix never holds a raw newline (label values escape it), so the
+        format splits into its series at the newlines.
+        """
+        return self.int_format().split(b"\n")[:-1]
 
 
 _INT = {int}
@@ -114,16 +127,17 @@ class ExpositionWriter:
                 raise ValueError(f"metric family {fam.name} rendered twice")
             labels = [s[0] for s in samples]
             values = tuple([s[1] for s in samples])
+            ints = set(map(type, values)) == _INT
             cache = old.get(fam.name)
             if (
                 cache is None
                 or cache.labels != labels
                 or cache.meta != (fam.labels, fam.help, fam.type)
             ):
-                cache = _build(fam, labels, cache)
+                cache = _build(fam, labels, cache, ints)
             new[fam.name] = cache
             write(cache.header)
-            if set(map(type, values)) == _INT:
+            if ints:
                 write(cache.int_format() % values)
             else:
                 pairs = zip(cache.series_prefixes(), values, strict=True)
@@ -132,13 +146,21 @@ class ExpositionWriter:
         return b"".join(out)
 
 
-def _build(fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None) -> _FamilyCache:
-    known: dict[LabelValues, bytes] = {}
-    if old is not None and fam.labels and old.meta[0] == fam.labels:
-        # Keep the prefixes of the series that stay (the family's series changed).
-        known = dict(zip(old.labels, old.series_prefixes(), strict=True))
+def _build(
+    fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None, ints: bool
+) -> _FamilyCache:
+    """The family's cache for new label sets, keeping the text of the series that stay."""
+    reuse = old is not None and bool(fam.labels) and old.meta[0] == fam.labels
+    if ints:
+        known = dict(zip(old.labels, old.int_lines(), strict=True)) if old and reuse else {}
+        lines = [
+            known.get(v) or render_prefix(fam.name, fam.labels, v).replace(b"%", b"%%") + b"%d"
+            for v in labels
+        ]
+        return _FamilyCache(fam, labels, fmt=b"\n".join(lines) + b"\n")
+    known = dict(zip(old.labels, old.series_prefixes(), strict=True)) if old and reuse else {}
     prefixes = [known.get(v) or render_prefix(fam.name, fam.labels, v) for v in labels]
-    return _FamilyCache(fam, labels, prefixes)
+    return _FamilyCache(fam, labels, prefixes=prefixes)
 
 
 def gzip_bytes(body: bytes) -> bytes:
