@@ -103,6 +103,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -224,8 +225,18 @@ def _tokens(text: str) -> list[str] | None:
     return words
 
 
-# Rule texts change only when the ruleset does: parse each text once.
+# Rule texts change only when the ruleset does: parse each text once. The
+# parsed rules stay in the cache, so they share what they repeat: the few
+# distinct condition sets and (interned) interface names, protocols, targets.
 _PARSE_CACHE = 1 << 16
+_CONDS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_conds(conds: set[str]) -> frozenset[str]:
+    key = frozenset(conds)
+    if len(_CONDS) >= _PARSE_CACHE:
+        return key
+    return _CONDS.setdefault(key, key)
 
 
 @lru_cache(maxsize=_PARSE_CACHE)
@@ -280,15 +291,15 @@ def parse_iptables_rule(text: str) -> IptablesRule | None:
     if negate:
         return None
     return IptablesRule(
-        conds=frozenset(conds),
-        in_iface=values.get("i", ""),
-        out_iface=values.get("o", ""),
+        conds=_shared_conds(conds),
+        in_iface=sys.intern(values.get("i", "")),
+        out_iface=sys.intern(values.get("o", "")),
         source=values.get("s", ""),
         destination=values.get("d", ""),
-        protocol=values.get("p", ""),
+        protocol=sys.intern(values.get("p", "")),
         dport=values.get("dport", ""),
-        ctstate=values.get("ctstate", ""),
-        target=values.get("target", ""),
+        ctstate=sys.intern(values.get("ctstate", "")),
+        target=sys.intern(values.get("target", "")),
         to_destination=values.get("to", ""),
     )
 
@@ -387,17 +398,17 @@ def parse_nft_rule(text: str) -> NftRule | None:
     except IndexError:
         return None
     return NftRule(
-        conds=frozenset(conds),
-        iif=vals.get("iif", ""),
-        oif=vals.get("oif", ""),
+        conds=_shared_conds(conds),
+        iif=sys.intern(vals.get("iif", "")),
+        oif=sys.intern(vals.get("oif", "")),
         saddr=vals.get("saddr", ""),
         daddr=vals.get("daddr", ""),
-        l4proto=vals.get("l4proto", ""),
+        l4proto=sys.intern(vals.get("l4proto", "")),
         dport=vals.get("dport", ""),
-        ct_state=vals.get("ct", ""),
-        verdict=vals.get("verdict", ""),
+        ct_state=sys.intern(vals.get("ct", "")),
+        verdict=sys.intern(vals.get("verdict", "")),
         target=vals.get("target", ""),
-        comment=vals.get("comment", ""),
+        comment=sys.intern(vals.get("comment", "")),
         counter=counter,
     )
 
