@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-SEED_RULESET = SHARED / "fixtures" / "seed-docker-classic.iptables-save"
+# The seed's ruleset (shared/fixtures/ of the project), kept in the repository so a
+# clone tests on its own.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SEED_RULESET = FIXTURES / "firewall" / "seed-docker-classic.iptables-save"
 
 
 def need_root() -> None:

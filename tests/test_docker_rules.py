@@ -40,8 +40,7 @@ from exporter.model import (
 from exporter.nft_text import parse_nft_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "docker_rules"
-SEED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-SEED_RULESET = SEED / "seed-docker-classic.iptables-save"
+SEED_RULESET = FIXTURES.parent / "firewall" / "seed-docker-classic.iptables-save"
 
 APP = "br-40d652e0aac8"
 INTERNAL_BR = "br-5ec2e7000001"
