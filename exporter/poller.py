@@ -137,6 +137,7 @@ class Poller:
                 partial = getattr(result, "errors", ())
                 if partial:
                     error = "; ".join(partial)
+            duration = time.monotonic() - t0
             if sys.getallocatedblocks() - blocks > BIG_READ_BLOCKS:
                 # A big read (a pyroute2 topology dump leaves ~230k objects of
                 # cyclic garbage at 1000 links) is freed now, before the next
@@ -144,7 +145,7 @@ class Poller:
                 # process keeps that high-water mark as RSS.
                 gc.collect()
             self._log_transition(slot, error)
-            status.append(CollectorStatus(slot.name, not error, time.monotonic() - t0, error))
+            status.append(CollectorStatus(slot.name, not error, duration, error))
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         body = self._render_body(result_poll)
         snap = Snapshot(result_poll, body)
