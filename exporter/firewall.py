@@ -125,6 +125,24 @@ def backend_families(table_family: str, backend: str) -> tuple[str, ...]:
     return {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6")}.get(table_family, ())
 
 
+def policy_counters(backend: str, info: NftChainInfo) -> tuple[int | None, int | None]:
+    """A base chain's policy counters from its GETCHAIN reply, as its backend's listing shows them.
+
+    The kernel keeps them only for a base chain created or updated with
+    NFTA_CHAIN_COUNTERS. iptables-nft makes a built-in chain without them when
+    its first rule arrives (Docker's nat PREROUTING, OUTPUT, POSTROUTING) and
+    with them on ``-P`` or ``iptables-nft-restore``; without them the kernel
+    does not count the policy and ``iptables-nft-save -c`` prints ``[0:0]``,
+    which is what the text read exports, so here too: (0, 0). A native
+    nftables base chain without them has no policy counter: (None, None).
+    """
+    if info.packets is not None and info.bytes is not None:
+        return info.packets, info.bytes
+    if backend == BACKEND_IPTABLES_NFT:
+        return 0, 0
+    return None, None
+
+
 # --------------------------------------------------------------------------
 # Rendering (pure)
 # --------------------------------------------------------------------------
@@ -550,7 +568,7 @@ class FirewallCollector:
                     per_chain.append(rules)
             for c, rules in zip(plan.chains, per_chain, strict=True):
                 info = pol.get((plan.family, plan.name, c.name)) if c.builtin else None
-                pc = (info.packets, info.bytes) if info is not None else (None, None)
+                pc = policy_counters(plan.backend, info) if info is not None else (None, None)
                 chains.append(self._nft_chain(plan, c, rules, pc))
             out.append(Table(plan.label, plan.backend, plan.name, tuple(chains)))
         return out

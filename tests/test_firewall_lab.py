@@ -10,6 +10,10 @@ network die on the isolation DROP.
 The collector runs inside the lab host (netlink and getsockopt work on the
 namespace of the process) as an agent answering one JSON line per command,
 and is compared with ``iptables-save -c`` / ``nft list`` taken around it.
+
+The policy-counter tests build the ruleset the way dockerd does on
+iptables-nft (one command at a time, so the nat base chains come without
+kernel policy counters), in a lab host and next to a real lab dockerd.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dockerlab
 import lab
 import pytest
 
@@ -221,16 +226,28 @@ def _tables(data: dict[str, Any], backend: str, family: str) -> dict[str, dict[s
     }
 
 
-def _assert_equals_save(data: dict[str, Any], save_text: str, backend: str, family: str) -> int:
-    """Every rule and policy counter of the collector equals the tool's; returns rules compared."""
+def _assert_equals_save(
+    data: dict[str, Any],
+    save_text: str,
+    backend: str,
+    family: str,
+    absent: frozenset[tuple[str, str]] = frozenset(),
+) -> int:
+    """Every rule and policy counter of the collector equals the tool's; returns rules compared.
+
+    ``absent``: (table, chain) of built-in chains that ``iptables-nft-save`` prints
+    but the kernel does not hold (iptables-nft makes them on first use), not exported.
+    """
     got = _tables(data, backend, family)
     saved = parse_iptables_save(save_text, family, backend)
     assert sorted(got) == sorted(t.name for t in saved)
     n = 0
     for table in saved:
         chains = {c["name"]: c for c in got[table.name]["chains"]}
-        assert list(chains) == [c.name for c in table.chains]  # default config: all of them
-        for c in table.chains:
+        in_kernel = [c for c in table.chains if (table.name, c.name) not in absent]
+        # default config: all of them
+        assert list(chains) == [c.name for c in in_kernel], table.name
+        for c in in_kernel:
             mine = chains[c.name]
             assert [(r["text"], r["packets"], r["bytes"]) for r in mine["rules"]] == [
                 (r.text, r.packets, r.bytes) for r in c.rules
@@ -572,3 +589,118 @@ def test_lazy_iptables_nft_chains_and_tables_iptables_cannot_print() -> None:
             ("ipv6", "iptables-nft"),
         ]
         assert ns.exec("cat", "/proc/net/ip6_tables_names", check=False) == ""
+
+
+# Docker 20.10 on iptables-nft, one command at a time as dockerd runs them: the
+# nat base chains come into being with their first rule (no policy counters in
+# the kernel), filter FORWARD with `-P FORWARD DROP` (with them); nat INPUT and
+# filter INPUT/OUTPUT are never made.
+DOCKER_IPTABLES_NFT_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("-t", "nat", "-N", "DOCKER"),
+    ("-t", "nat", "-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"),
+    ("-t", "nat", "-A", "OUTPUT", "!", "-d", "127.0.0.0/8", "-m", "addrtype",
+     "--dst-type", "LOCAL", "-j", "DOCKER"),
+    ("-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0",
+     "-j", "MASQUERADE"),
+    ("-t", "nat", "-A", "DOCKER", "-i", "docker0", "-j", "RETURN"),
+    ("-N", "DOCKER"),
+    ("-N", "DOCKER-USER"),
+    ("-A", "DOCKER-USER", "-j", "RETURN"),
+    ("-P", "FORWARD", "DROP"),
+    ("-A", "FORWARD", "-j", "DOCKER-USER"),
+    ("-A", "FORWARD", "-o", "docker0", "-j", "DOCKER"),
+)  # fmt: skip
+NEVER_MADE = frozenset({("nat", "INPUT"), ("filter", "INPUT"), ("filter", "OUTPUT")})
+DOCKER_BASE_CHAINS = [
+    ("filter", "FORWARD"),
+    ("nat", "OUTPUT"),
+    ("nat", "POSTROUTING"),
+    ("nat", "PREROUTING"),
+]
+
+_UDP_TO_LOOPBACK = r"""
+import socket, sys
+for port in range(20000, 20000 + int(sys.argv[1])):  # one new connection each
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"x", ("127.0.0.1", port))
+"""
+
+
+def _policies(data: dict[str, Any], backend: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """(table, chain) -> (policy, packets, bytes) of the exported ipv4 built-in chains."""
+    return {
+        (t["name"], c["name"]): (c["policy"], c["policy_packets"], c["policy_bytes"])
+        for t in data["tables"]
+        if (t["family"], t["backend"]) == ("ipv4", backend)
+        for c in t["chains"]
+        if c["policy"] is not None
+    }
+
+
+def _polls_equal_save(host: lab.Netns, agent: Agent, polls: int) -> list[dict[str, Any]]:
+    """``polls`` polls, each between two equal ``iptables-nft-save -c``, each equal to it."""
+    replies = []
+    for _ in range(polls):
+        for _ in range(5):
+            before = host.exec("iptables-nft-save", "-c")
+            reply = agent.collect()
+            saved = host.exec("iptables-nft-save", "-c")
+            if _strip_comments({"s": before}) == _strip_comments({"s": saved}):
+                break
+        else:
+            raise AssertionError("counters never stood still around a poll")
+        data = reply["data"]
+        assert data["errors"] == []
+        _assert_equals_save(data, saved, "iptables-nft", "ipv4", NEVER_MADE)
+        policies = _policies(data, "iptables-nft")
+        assert sorted(policies) == DOCKER_BASE_CHAINS
+        assert all(pk is not None and by is not None for _, pk, by in policies.values())
+        replies.append(reply)
+    return replies
+
+
+def test_policy_counters_of_chains_made_on_first_use_docker_way() -> None:
+    lab.need_root()
+    with lab.netns("fwpol") as host:
+        for cmd in DOCKER_IPTABLES_NFT_COMMANDS:
+            host.exec("iptables-nft", *cmd)
+        # the kernel keeps no policy counters for the nat base chains made by -A
+        listed = host.exec("nft", "list", "table", "ip", "nat")
+        assert "counter" not in listed.replace("counter packets", "")
+        agent = Agent(host)
+        try:
+            # the first poll reads the text, the next ones only the raw counters
+            replies = _polls_equal_save(host, agent, 4)
+            assert [r["text_reads"]["nf_tables"] for r in replies] == [1, 1, 1, 1]
+            first = _policies(replies[0]["data"], "iptables-nft")
+            assert first[("nat", "OUTPUT")] == ("ACCEPT", 0, 0)
+            assert all(_policies(r["data"], "iptables-nft") == first for r in replies)
+
+            # -P gives nat OUTPUT kernel policy counters: new connections on
+            # loopback that no rule takes move them by exactly their number
+            host.exec("iptables-nft", "-t", "nat", "-P", "OUTPUT", "ACCEPT")
+            (changed,) = _polls_equal_save(host, agent, 1)
+            assert changed["text_reads"]["nf_tables"] == 2
+            host.exec(sys.executable, "-c", _UDP_TO_LOOPBACK, str(PINGS))
+            after = _polls_equal_save(host, agent, 2)
+            assert [r["text_reads"]["nf_tables"] for r in after] == [2, 2]
+            pol = _policies(after[-1]["data"], "iptables-nft")
+            assert pol[("nat", "OUTPUT")] == ("ACCEPT", PINGS, PINGS * 29)  # 20 + 8 + 1 bytes
+            assert pol[("nat", "POSTROUTING")] == ("ACCEPT", 0, 0)  # no kernel counters
+        finally:
+            agent.close()
+
+
+@pytest.mark.docker
+def test_policy_counters_on_a_real_dockerd_equal_save_on_every_poll(
+    dockerd: dockerlab.DockerLab,
+) -> None:
+    with dockerd.quiet_ipv6():
+        dockerd.docker("network", "create", "polnet")
+        dockerd.run_sleeper("polweb", "--network", "polnet", "-p", "8080:80")
+    agent = Agent(dockerd.netns)
+    try:
+        replies = _polls_equal_save(dockerd.netns, agent, 4)
+    finally:
+        agent.close()
+    assert [r["text_reads"]["nf_tables"] for r in replies] == [1, 1, 1, 1]
