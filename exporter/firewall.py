@@ -86,16 +86,47 @@ def read_command(argv: Sequence[str], timeout: float) -> str:
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         detail = err[-1] if err else "no error output"
-        if "Permission denied" in detail or "must be root" in detail:
-            detail += " (the exporter needs root or CAP_NET_ADMIN)"
+        detail += permission_hint(argv[0], detail)
         raise CommandError(f"{' '.join(argv)} failed (exit {proc.returncode}): {detail}")
     return proc.stdout.decode(errors="replace")
 
 
-def _os_error_message(what: str, exc: OSError) -> str:
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return f"{what}: permission denied (the exporter needs root or CAP_NET_ADMIN)"
-    return f"{what}: {exc.strerror or exc}"
+_REFUSED = ("Permission denied", "must be root", "Operation not permitted")
+
+
+def permission_hint(tool: str, detail: str) -> str:
+    """What grants a read tool what it was refused (its last stderr line ``detail``), or "".
+
+    ``iptables-legacy-save`` reads /proc/net/ip(6)_tables_names (mode 0440
+    root:root), then entries through a raw socket (CAP_NET_RAW) with
+    getsockopt (CAP_NET_ADMIN); ``iptables-nft-save`` and ``nft`` talk
+    nf_tables netlink (CAP_NET_ADMIN).
+    """
+    if not any(word in detail for word in _REFUSED):
+        return ""
+    if "_tables_names" in detail:
+        return f" ({xtables.NAMES_FILE_ACCESS})"
+    if "legacy" in os.path.basename(tool):
+        return " (needs CAP_NET_RAW and CAP_NET_ADMIN)"
+    return f" ({xtables.NEEDS_NET_ADMIN})"
+
+
+def os_error_message(backend: str, exc: OSError, step: str = "", grant: str = "") -> str:
+    """``BACKEND (STEP): REASON (WHAT GRANTS IT)`` for a failed raw read.
+
+    :class:`~exporter.xtables.XtError` carries its own step and grant, a
+    :class:`~exporter.nfnetlink.NetlinkError` its request; ``step`` and
+    ``grant`` stand in for the rest. The grant is named only when the kernel
+    refused (EACCES, EPERM).
+    """
+    if isinstance(exc, xtables.XtError):
+        step, grant = exc.step, exc.grant
+    elif isinstance(exc, nfnetlink.NetlinkError) and exc.request:
+        step = f"netlink {exc.request}"
+    refused = exc.errno in (errno.EPERM, errno.EACCES)
+    reason = "permission denied" if refused else (exc.strerror or str(exc))
+    head = f"{backend} ({step})" if step else backend
+    return f"{head}: {reason}" + (f" ({grant})" if refused and grant else "")
 
 
 # --------------------------------------------------------------------------
@@ -417,7 +448,9 @@ class FirewallCollector:
             self._nft.close()
             self._nft_state = None
             if exc.errno not in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT):
-                errors.append(_os_error_message("nf_tables (netlink)", exc))
+                errors.append(
+                    os_error_message("nf_tables", exc, "netlink", xtables.NEEDS_NET_ADMIN)
+                )
         except (CommandError, ValueError, _Unsettled) as exc:
             self._nft_state = None
             errors.append(f"nf_tables: {exc}")
@@ -435,7 +468,7 @@ class FirewallCollector:
             except OSError as exc:
                 self._legacy.pop(fam.name, None)
                 self._xt.close()
-                errors.append(_os_error_message(f"iptables-legacy {fam.name} (getsockopt)", exc))
+                errors.append(os_error_message(f"iptables-legacy {fam.name}", exc))
             except _Unsettled as exc:
                 self._legacy.pop(fam.name, None)
                 errors.append(f"iptables-legacy {fam.name}: {exc}")

@@ -152,7 +152,13 @@ RuleCounter = tuple[str, str, int, int | None, int | None]
 
 
 class NetlinkError(OSError):
-    """The kernel answered a request with an error (errno set)."""
+    """The kernel answered a request with an error (errno set).
+
+    ``request`` names the request ("NFT_MSG_GETGEN", ...) once :class:`NftReader`
+    has seen the error; "" from the pure parsers.
+    """
+
+    request: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,8 +566,11 @@ class NftReader:
         self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
         return self._seq
 
-    def _retrying(self, run: Callable[[socket.socket, int], _T]) -> _T:
-        """Run one request/reply exchange; retry on an interrupted dump or ENOBUFS."""
+    def _retrying(self, request: str, run: Callable[[socket.socket, int], _T]) -> _T:
+        """Run one ``request``/reply exchange; retry on an interrupted dump or ENOBUFS.
+
+        A :class:`NetlinkError` carries the request's name.
+        """
         for attempt in range(_RETRIES):
             try:
                 return run(self._socket(), self._next_seq())
@@ -571,6 +580,8 @@ class NftReader:
                     raise
             except OSError as exc:
                 self.close()
+                if isinstance(exc, NetlinkError) and not exc.request:
+                    exc.request = request
                 if exc.errno != errno.ENOBUFS or attempt == _RETRIES - 1:
                     raise
             except BaseException:
@@ -587,7 +598,7 @@ class NftReader:
                 pass
             return gen
 
-        return self._retrying(run)
+        return self._retrying("NFT_MSG_GETGEN", run)
 
     def tables(self, family: int = NFPROTO_UNSPEC) -> list[NftTableInfo]:
         def run(sock: socket.socket, seq: int) -> list[NftTableInfo]:
@@ -597,7 +608,7 @@ class NftReader:
                 pass
             return out
 
-        return self._retrying(run)
+        return self._retrying("NFT_MSG_GETTABLE", run)
 
     def chains(self, family: int = NFPROTO_UNSPEC) -> list[NftChainInfo]:
         """Every chain (of ``family``): a GETCHAIN dump."""
@@ -609,7 +620,7 @@ class NftReader:
                 pass
             return out
 
-        return self._retrying(run)
+        return self._retrying("NFT_MSG_GETCHAIN", run)
 
     def chain_infos(self, keys: Sequence[tuple[int, str, str]]) -> list[NftChainInfo | None]:
         """GETCHAIN for each (family, table, chain), sent as one batch; None where absent."""
@@ -644,7 +655,7 @@ class NftReader:
                     off += _align(mlen)
             return [by_seq[s] for s in seqs]
 
-        return self._retrying(run)
+        return self._retrying("NFT_MSG_GETCHAIN", run)
 
     def rules(
         self, family: int, table: str | None = None, chain: str | None = None
@@ -662,7 +673,7 @@ class NftReader:
                 pass
             return out
 
-        return self._retrying(run)
+        return self._retrying("NFT_MSG_GETRULE", run)
 
     def has_rules(self, family: int, table: str) -> bool:
         """Whether ``table`` holds any rule: reads only the first datagram of its dump."""
@@ -676,5 +687,8 @@ class NftReader:
                 if parse_rule_messages(sock.recv(_RECV_SIZE), out, seq, self._names):
                     break
             return bool(out)
+        except NetlinkError as exc:
+            exc.request = exc.request or "NFT_MSG_GETRULE"
+            raise
         finally:
             sock.close()

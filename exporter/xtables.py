@@ -60,10 +60,13 @@ class XtFamily:
     entry_size: int
     counters_offset: int
     target_offset_field: int  # where target_offset/next_offset (u16 each) sit
+    opt_prefix: str = "IPT"  # the getsockopt names' prefix in the uapi: IPT_SO_*, IP6T_SO_*
 
 
 IPV4 = XtFamily("ipv4", socket.AF_INET, SOL_IP, "/proc/net/ip_tables_names", 112, 96, 88)
-IPV6 = XtFamily("ipv6", socket.AF_INET6, IPPROTO_IPV6, "/proc/net/ip6_tables_names", 168, 152, 140)
+IPV6 = XtFamily(
+    "ipv6", socket.AF_INET6, IPPROTO_IPV6, "/proc/net/ip6_tables_names", 168, 152, 140, "IP6T"
+)
 FAMILIES = {"ipv4": IPV4, "ipv6": IPV6}
 
 
@@ -282,14 +285,42 @@ class XtCounterLayout:
 # I/O
 # --------------------------------------------------------------------------
 
+# What grants each step when the kernel refuses it (EACCES / EPERM).
+NAMES_FILE_ACCESS = (
+    "the file is mode 0440 root:root: run as root or give the exporter's user group root"
+)
+NEEDS_NET_RAW = "needs CAP_NET_RAW"
+NEEDS_NET_ADMIN = "needs CAP_NET_ADMIN"
+
+
+class XtError(OSError):
+    """One step of an x_tables read failed.
+
+    ``step`` names it ("reading /proc/net/ip_tables_names", "getsockopt
+    IPT_SO_GET_INFO on table filter", ...); ``grant`` says what grants it when
+    the kernel refused it (errno EACCES or EPERM).
+    """
+
+    def __init__(self, err: int, step: str, grant: str) -> None:
+        super().__init__(err, os.strerror(err))
+        self.step = step
+        self.grant = grant
+
 
 def read_table_names(family: XtFamily) -> list[str] | None:
-    """Tables that exist in this namespace; None when the x_tables module is not loaded."""
+    """Tables that exist in this namespace; None when the x_tables module is not loaded.
+
+    Raises :class:`XtError` when the file cannot be read (a non-root user
+    needs read access: it is mode 0440 root:root).
+    """
     try:
         with open(family.names_path, encoding="ascii", errors="replace") as f:
             return parse_table_names(f.read())
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        err = exc.errno if exc.errno is not None else errno.EIO
+        raise XtError(err, f"reading {family.names_path}", NAMES_FILE_ACCESS) from None
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -314,7 +345,10 @@ def _getsockopt_into(fd: int, level: int, opt: int, buf: bytearray) -> int:
 
 
 class XtReader:
-    """A raw socket per family for x_tables getsockopt reads (needs CAP_NET_ADMIN)."""
+    """A raw socket per family (CAP_NET_RAW) for x_tables getsockopt reads (CAP_NET_ADMIN).
+
+    A refused socket or getsockopt raises :class:`XtError` naming the step.
+    """
 
     def __init__(self) -> None:
         self._socks: dict[str, socket.socket] = {}
@@ -329,9 +363,27 @@ class XtReader:
     def _fd(self, family: XtFamily) -> int:
         sock = self._socks.get(family.name)
         if sock is None:
-            sock = socket.socket(family.af, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            try:
+                sock = socket.socket(family.af, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            except OSError as exc:
+                af = "AF_INET" if family.af == socket.AF_INET else "AF_INET6"
+                err = exc.errno if exc.errno is not None else errno.EIO
+                step = f"opening a raw socket {af} for getsockopt"
+                raise XtError(err, step, NEEDS_NET_RAW) from None
             self._socks[family.name] = sock
         return sock.fileno()
+
+    def _getsockopt(self, family: XtFamily, opt: int, table: str, buf: bytearray) -> None:
+        fd = self._fd(family)
+        try:
+            _getsockopt_into(fd, family.level, opt, buf)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                raise
+            err = exc.errno if exc.errno is not None else errno.EIO
+            name = "GET_INFO" if opt == IPT_SO_GET_INFO else "GET_ENTRIES"
+            step = f"getsockopt {family.opt_prefix}_SO_{name} on table {table}"
+            raise XtError(err, step, NEEDS_NET_ADMIN) from None
 
     def info(self, family: XtFamily, table: str, *, known: list[str] | None = None) -> XtInfo:
         """IPT_SO_GET_INFO. ``known`` is the names file just read: the table must be in it."""
@@ -340,7 +392,7 @@ class XtReader:
             raise LookupError(f"{family.name} table {table!r} is not loaded; not opening it")
         buf = bytearray(_GETINFO.size)
         buf[: len(table)] = table.encode()
-        _getsockopt_into(self._fd(family), family.level, IPT_SO_GET_INFO, buf)
+        self._getsockopt(family, IPT_SO_GET_INFO, table, buf)
         return parse_xt_info(bytes(buf))
 
     def entries(
@@ -359,7 +411,7 @@ class XtReader:
                 buf = self._bufs[key] = bytearray(total)
             _GET_ENTRIES_HDR.pack_into(buf, 0, table.encode(), info.size)
             try:
-                _getsockopt_into(self._fd(family), family.level, IPT_SO_GET_ENTRIES, buf)
+                self._getsockopt(family, IPT_SO_GET_ENTRIES, table, buf)
             except OSError as exc:
                 if exc.errno == errno.EAGAIN:  # the table changed size between the two calls
                     continue

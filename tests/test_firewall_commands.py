@@ -34,5 +34,6 @@ def test_timeout() -> None:
 def test_failure_carries_the_last_stderr_line() -> None:
     with pytest.raises(CommandError, match=r"failed \(exit 3\): oops$"):
         read_command(["sh", "-c", "echo first >&2; echo oops >&2; exit 3"], 5)
-    with pytest.raises(CommandError, match=r"\(the exporter needs root or CAP_NET_ADMIN\)$"):
+    # what grants the refused read is named (per tool: tests/test_firewall_errors.py)
+    with pytest.raises(CommandError, match=r"\(you must be root\) \(needs CAP_NET_ADMIN\)$"):
         read_command(["sh", "-c", "echo 'Permission denied (you must be root)' >&2; exit 4"], 5)
