@@ -226,8 +226,7 @@ def _hint(collector: str, error: str, caps: ProcessCaps) -> str:
         return " (the Docker socket needs read/write access: group docker, or root)"
     if collector == "containers":
         return " (is dockerd running? --docker.host / DOCKER_HOST)"
-    if collector == "firewall" and "CAP_NET_ADMIN" not in caps.effective:
-        return " (needs CAP_NET_ADMIN)"
+    # The firewall's own messages name the capability or file each step needs.
     return ""
 
 
