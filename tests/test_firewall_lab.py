@@ -269,7 +269,17 @@ def _collect_at_rest(fw: FwLab) -> tuple[dict[str, Any], dict[str, str]]:
         after = {f: fw.save(f) for f in ("ipv4", "ipv6")}
         if _strip_comments(before) == _strip_comments(after):
             return reply, after
-    raise AssertionError("counters never stood still around a collect")
+    raise AssertionError("counters never stood still around a collect: " + _moved(before, after))
+
+
+def _moved(before: dict[str, str], after: dict[str, str]) -> str:
+    """The -save lines that differ, to tell which traffic kept moving."""
+    lines = []
+    for fam in before:
+        old = _strip_comments(before)[fam].splitlines()
+        new = _strip_comments(after)[fam].splitlines()
+        lines += [f"{fam}: {a!r} -> {b!r}" for a, b in zip(old, new, strict=False) if a != b]
+    return "; ".join(lines) or "line count changed"
 
 
 def _strip_comments(texts: dict[str, str]) -> dict[str, str]:
@@ -323,7 +333,9 @@ def test_counters_equal_save_and_isolation_drop_moves_by_n(fwlab: FwLab) -> None
         if _strip_comments(before) == _strip_comments(saved):
             break
     else:
-        raise AssertionError("counters never stood still around two polls")
+        raise AssertionError(
+            "counters never stood still around two polls: " + _moved(before, saved)
+        )
     assert second["text_reads"] == first["text_reads"]
     assert sum(first["text_reads"].values()) == 1 + (fwlab.kind == "legacy") * 2
     data = first["data"]
