@@ -304,8 +304,26 @@ def parse_gen_message(data: bytes, seq: int | None = None) -> int | None:
     return None
 
 
-def parse_table_messages(data: bytes, out: list[NftTableInfo], seq: int | None = None) -> bool:
-    """Append the tables of NEWTABLE dump messages to ``out``; True once NLMSG_DONE was seen."""
+def _parse_table_message(data: bytes, off: int, mlen: int) -> NftTableInfo:
+    """One NEWTABLE message at ``off``."""
+    a = _attrs(data, off + 20, off + mlen)
+    return NftTableInfo(
+        family=data[off + 16],
+        name=_str(data, a.get(NFTA_TABLE_NAME)),
+        handle=_be64(data, a.get(NFTA_TABLE_HANDLE)) or 0,
+        flags=_be32(data, a.get(NFTA_TABLE_FLAGS)) or 0,
+        use=_be32(data, a.get(NFTA_TABLE_USE)) or 0,
+    )
+
+
+def _parse_dump_messages(
+    data: bytes,
+    out: list[_T],
+    seq: int | None,
+    wanted: int,
+    parse_one: Callable[[bytes, int, int], _T],
+) -> bool:
+    """Append ``parse_one`` of each ``wanted`` message to ``out``; True once NLMSG_DONE was seen."""
     off, n = 0, len(data)
     while off < n:
         mlen, mtype, mflags, mseq = _check_header(data, off, n)
@@ -316,19 +334,15 @@ def parse_table_messages(data: bytes, out: list[NftTableInfo], seq: int | None =
                 return True
             if mtype == NLMSG_ERROR:
                 _raise_error(data, off, mlen)
-            elif mtype == T_NEWTABLE:
-                a = _attrs(data, off + 20, off + mlen)
-                out.append(
-                    NftTableInfo(
-                        family=data[off + 16],
-                        name=_str(data, a.get(NFTA_TABLE_NAME)),
-                        handle=_be64(data, a.get(NFTA_TABLE_HANDLE)) or 0,
-                        flags=_be32(data, a.get(NFTA_TABLE_FLAGS)) or 0,
-                        use=_be32(data, a.get(NFTA_TABLE_USE)) or 0,
-                    )
-                )
+            elif mtype == wanted:
+                out.append(parse_one(data, off, mlen))
         off += _align(mlen)
     return False
+
+
+def parse_table_messages(data: bytes, out: list[NftTableInfo], seq: int | None = None) -> bool:
+    """Append the tables of NEWTABLE dump messages to ``out``; True once NLMSG_DONE was seen."""
+    return _parse_dump_messages(data, out, seq, T_NEWTABLE, _parse_table_message)
 
 
 def _be32(data: bytes, span: tuple[int, int] | None) -> int | None:
@@ -378,20 +392,7 @@ def parse_chain_message(data: bytes, off: int, mlen: int) -> NftChainInfo:
 
 def parse_chain_messages(data: bytes, out: list[NftChainInfo], seq: int | None = None) -> bool:
     """Append the chains of NEWCHAIN messages to ``out``; True once NLMSG_DONE was seen."""
-    off, n = 0, len(data)
-    while off < n:
-        mlen, mtype, mflags, mseq = _check_header(data, off, n)
-        if seq is None or mseq == seq:
-            if mflags & NLM_F_DUMP_INTR:
-                raise InterruptedError("nf_tables dump interrupted by a ruleset change")
-            if mtype == NLMSG_DONE:
-                return True
-            if mtype == NLMSG_ERROR:
-                _raise_error(data, off, mlen)
-            elif mtype == T_NEWCHAIN:
-                out.append(parse_chain_message(data, off, mlen))
-        off += _align(mlen)
-    return False
+    return _parse_dump_messages(data, out, seq, T_NEWCHAIN, parse_chain_message)
 
 
 def find_rule_counter(data: bytes, start: int, end: int) -> tuple[int, int] | None:
