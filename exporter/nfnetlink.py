@@ -601,27 +601,30 @@ class NftReader:
 
         return self._retrying("NFT_MSG_GETGEN", run)
 
-    def tables(self, family: int = NFPROTO_UNSPEC) -> list[NftTableInfo]:
-        def run(sock: socket.socket, seq: int) -> list[NftTableInfo]:
-            out: list[NftTableInfo] = []
-            sock.send(build_request(T_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
-            while not parse_table_messages(sock.recv(_RECV_SIZE), out, seq):
+    def _dump(
+        self,
+        request: str,
+        msg_type: int,
+        family: int,
+        parse: Callable[[bytes, list[_T], int], bool],
+    ) -> list[_T]:
+        """A ``msg_type`` dump (of ``family``), its replies read with ``parse``."""
+
+        def run(sock: socket.socket, seq: int) -> list[_T]:
+            out: list[_T] = []
+            sock.send(build_request(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
+            while not parse(sock.recv(_RECV_SIZE), out, seq):
                 pass
             return out
 
-        return self._retrying("NFT_MSG_GETTABLE", run)
+        return self._retrying(request, run)
+
+    def tables(self, family: int = NFPROTO_UNSPEC) -> list[NftTableInfo]:
+        return self._dump("NFT_MSG_GETTABLE", T_GETTABLE, family, parse_table_messages)
 
     def chains(self, family: int = NFPROTO_UNSPEC) -> list[NftChainInfo]:
         """Every chain (of ``family``): a GETCHAIN dump."""
-
-        def run(sock: socket.socket, seq: int) -> list[NftChainInfo]:
-            out: list[NftChainInfo] = []
-            sock.send(build_request(T_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
-            while not parse_chain_messages(sock.recv(_RECV_SIZE), out, seq):
-                pass
-            return out
-
-        return self._retrying("NFT_MSG_GETCHAIN", run)
+        return self._dump("NFT_MSG_GETCHAIN", T_GETCHAIN, family, parse_chain_messages)
 
     def chain_infos(self, keys: Sequence[tuple[int, str, str]]) -> list[NftChainInfo | None]:
         """GETCHAIN for each (family, table, chain), sent as one batch; None where absent."""
