@@ -132,6 +132,15 @@ def _check_str(value: object, where: str, problems: list[str]) -> str | None:
     return value
 
 
+def _check_choice(
+    value: object, choices: tuple[str, ...], where: str, problems: list[str]
+) -> str | None:
+    if value not in choices:
+        problems.append(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+        return None
+    return str(value)
+
+
 def _check_bool(value: object, where: str, problems: list[str]) -> bool | None:
     if not isinstance(value, bool):
         problems.append(f"{where}: expected true or false, got {value!r}")
@@ -199,20 +208,10 @@ def parse_config(raw: object, source: str = "config") -> Config:
     log = _section(raw, "log", problems)
     _unknown(log, {"level", "format"}, "log.", problems)
     log_kw: dict[str, Any] = {}
-    if "level" in log:
-        if log["level"] in _LOG_LEVELS:
-            log_kw["level"] = log["level"]
-        else:
-            problems.append(
-                f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {log['level']!r}"
-            )
-    if "format" in log:
-        if log["format"] in _LOG_FORMATS:
-            log_kw["format"] = log["format"]
-        else:
-            problems.append(
-                f"log.format: expected one of {', '.join(_LOG_FORMATS)}, got {log['format']!r}"
-            )
+    for key, choices in (("level", _LOG_LEVELS), ("format", _LOG_FORMATS)):
+        v = _check_choice(log[key], choices, f"log.{key}", problems) if key in log else None
+        if v is not None:
+            log_kw[key] = v
     cfg = replace(cfg, log=replace(cfg.log, **log_kw))
 
     poll = _section(raw, "poll", problems)
