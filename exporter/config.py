@@ -163,21 +163,28 @@ def _check_patterns(value: object, where: str, problems: list[str]) -> tuple[str
     return tuple(value)
 
 
-def _section(raw: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
-    value = raw.get(key, {})
+def check_mapping(value: object, where: str, problems: list[str]) -> Mapping[str, Any]:
+    """A config section: ``value`` if it is a mapping, else {} (a problem unless None)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(f"{key}: expected a mapping, got {value!r}")
+        problems.append(f"{where}: expected a mapping, got {value!r}")
         return {}
     return value
 
 
-def _unknown(section: Mapping[str, Any], known: set[str], prefix: str, problems: list[str]) -> None:
+def check_unknown_keys(
+    section: Mapping[str, Any], known: set[str], prefix: str, problems: list[str]
+) -> None:
+    """Name each key of ``section`` that is not in ``known``, listing the known ones."""
     for key in section:
         if key not in known:
             hint = ", ".join(sorted(known))
             problems.append(f"{prefix}{key}: unknown key (known: {hint})")
+
+
+def _section(raw: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
+    return check_mapping(raw.get(key), key, problems)
 
 
 def parse_config(raw: object, source: str = "config") -> Config:
@@ -188,10 +195,12 @@ def parse_config(raw: object, source: str = "config") -> Config:
         raise ConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
     problems: list[str] = []
     cfg = Config()
-    _unknown(raw, {"web", "log", "poll", "collectors", "links", "firewall", "docker"}, "", problems)
+    check_unknown_keys(
+        raw, {"web", "log", "poll", "collectors", "links", "firewall", "docker"}, "", problems
+    )
 
     web = _section(raw, "web", problems)
-    _unknown(web, {f.name for f in fields(WebConfig)}, "web.", problems)
+    check_unknown_keys(web, {f.name for f in fields(WebConfig)}, "web.", problems)
     web_kw: dict[str, Any] = {}
     for key in ("listen_address", "telemetry_path", "config_file"):
         if key in web and (v := _check_str(web[key], f"web.{key}", problems)) is not None:
@@ -206,7 +215,7 @@ def parse_config(raw: object, source: str = "config") -> Config:
     cfg = replace(cfg, web=replace(cfg.web, **web_kw))
 
     log = _section(raw, "log", problems)
-    _unknown(log, {"level", "format"}, "log.", problems)
+    check_unknown_keys(log, {"level", "format"}, "log.", problems)
     log_kw: dict[str, Any] = {}
     for key, choices in (("level", _LOG_LEVELS), ("format", _LOG_FORMATS)):
         v = _check_choice(log[key], choices, f"log.{key}", problems) if key in log else None
@@ -215,12 +224,12 @@ def parse_config(raw: object, source: str = "config") -> Config:
     cfg = replace(cfg, log=replace(cfg.log, **log_kw))
 
     poll = _section(raw, "poll", problems)
-    _unknown(poll, {"interval"}, "poll.", problems)
+    check_unknown_keys(poll, {"interval"}, "poll.", problems)
     if "interval" in poll and (d := _check_duration(poll["interval"], "poll.interval", problems)):
         cfg = replace(cfg, poll_interval=d)
 
     cols = _section(raw, "collectors", problems)
-    _unknown(cols, set(COLLECTORS), "collectors.", problems)
+    check_unknown_keys(cols, set(COLLECTORS), "collectors.", problems)
     enabled = dict(cfg.collectors)
     for name in COLLECTORS:
         if (
@@ -231,14 +240,14 @@ def parse_config(raw: object, source: str = "config") -> Config:
     cfg = replace(cfg, collectors=enabled)
 
     links = _section(raw, "links", problems)
-    _unknown(links, {"include_loopback"}, "links.", problems)
+    check_unknown_keys(links, {"include_loopback"}, "links.", problems)
     if "include_loopback" in links:
         b = _check_bool(links["include_loopback"], "links.include_loopback", problems)
         if b is not None:
             cfg = replace(cfg, links=LinksConfig(include_loopback=b))
 
     fw = _section(raw, "firewall", problems)
-    _unknown(fw, {f.name for f in fields(FirewallConfig)}, "firewall.", problems)
+    check_unknown_keys(fw, {f.name for f in fields(FirewallConfig)}, "firewall.", problems)
     fw_kw: dict[str, Any] = {}
     if "include_builtin_chains" in fw:
         b = _check_bool(fw["include_builtin_chains"], "firewall.include_builtin_chains", problems)
@@ -253,7 +262,7 @@ def parse_config(raw: object, source: str = "config") -> Config:
     cfg = replace(cfg, firewall=replace(cfg.firewall, **fw_kw))
 
     dk = _section(raw, "docker", problems)
-    _unknown(dk, {f.name for f in fields(DockerConfig)}, "docker.", problems)
+    check_unknown_keys(dk, {f.name for f in fields(DockerConfig)}, "docker.", problems)
     dk_kw: dict[str, Any] = {}
     if "host" in dk and (s := _check_str(dk["host"], "docker.host", problems)) is not None:
         dk_kw["host"] = s

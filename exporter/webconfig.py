@@ -43,7 +43,7 @@ from typing import Any
 import bcrypt
 import yaml
 
-from exporter.config import ConfigError, parse_duration
+from exporter.config import ConfigError, check_mapping, check_unknown_keys, parse_duration
 
 log = logging.getLogger("netpath.web")
 
@@ -143,21 +143,6 @@ class WebSettings:
 # ---------------------------------------------------------------------------
 
 
-def _mapping(value: object, where: str, problems: list[str]) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{where}: expected a mapping, got {value!r}")
-        return {}
-    return value
-
-
-def _unknown(section: Mapping[str, Any], known: set[str], prefix: str, problems: list[str]) -> None:
-    for key in section:
-        if key not in known:
-            problems.append(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
-
-
 def _str(section: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:
     value = section.get(key)
     if value is None:
@@ -199,7 +184,7 @@ def _parse_tls(raw: Mapping[str, Any], base_dir: Path, problems: list[str]) -> T
         "client_allowed_sans", "min_version", "max_version", "cipher_suites",
         "prefer_server_cipher_suites", "curve_preferences",
     }  # fmt: skip
-    _unknown(raw, known, w, problems)
+    check_unknown_keys(raw, known, w, problems)
     s = {
         k: _str(raw, k, w, problems)
         for k in (
@@ -301,24 +286,26 @@ def parse_web_config(raw: object, base_dir: Path, source: str = "web config") ->
         raw = {}
     if not isinstance(raw, dict):
         raise WebConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
-    _unknown(
+    check_unknown_keys(
         raw,
         {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"},
         "",
         problems,
     )
     tls = _parse_tls(
-        _mapping(raw.get("tls_server_config"), "tls_server_config", problems), base_dir, problems
+        check_mapping(raw.get("tls_server_config"), "tls_server_config", problems),
+        base_dir,
+        problems,
     )
 
-    http = _mapping(raw.get("http_server_config"), "http_server_config", problems)
-    _unknown(http, {"http2", "headers"}, "http_server_config.", problems)
+    http = check_mapping(raw.get("http_server_config"), "http_server_config", problems)
+    check_unknown_keys(http, {"http2", "headers"}, "http_server_config.", problems)
     http2 = http.get("http2", True)
     if not isinstance(http2, bool):
         problems.append(f"http_server_config.http2: expected true or false, got {http2!r}")
         http2 = True
     headers: list[tuple[str, str]] = []
-    for name, value in _mapping(
+    for name, value in check_mapping(
         http.get("headers"), "http_server_config.headers", problems
     ).items():
         where = f"http_server_config.headers.{name}"
@@ -338,7 +325,9 @@ def parse_web_config(raw: object, base_dir: Path, source: str = "web config") ->
             headers.append((name, value))
 
     users: dict[str, str] = {}
-    for user, hashed in _mapping(raw.get("basic_auth_users"), "basic_auth_users", problems).items():
+    for user, hashed in check_mapping(
+        raw.get("basic_auth_users"), "basic_auth_users", problems
+    ).items():
         if not isinstance(user, str) or not isinstance(hashed, str):
             problems.append(f"basic_auth_users.{user}: expected a user name and a bcrypt hash")
             continue
@@ -349,8 +338,8 @@ def parse_web_config(raw: object, base_dir: Path, source: str = "web config") ->
             continue
         users[user] = hashed
 
-    rl = _mapping(raw.get("rate_limit"), "rate_limit", problems)
-    _unknown(rl, {"interval", "burst"}, "rate_limit.", problems)
+    rl = check_mapping(raw.get("rate_limit"), "rate_limit", problems)
+    check_unknown_keys(rl, {"interval", "burst"}, "rate_limit.", problems)
     interval = 0.0
     burst = 0
     if rl.get("interval") not in (None, 0, "0", "0s"):
