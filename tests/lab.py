@@ -42,6 +42,28 @@ def run(cmd: Sequence[str], *, input: str | None = None, check: bool = True) -> 
     return proc.stdout
 
 
+NOBODY = 65534
+
+
+def as_user(caps: Sequence[str], groups: Sequence[int] = ()) -> list[str]:
+    """setpriv prefix: uid/gid nobody holding only ``caps`` (ambient, so they survive exec).
+
+    ``caps`` are also the only inheritable and bounding ones; ``groups`` are the
+    supplementary groups (none if empty).
+    """
+    spec = ",".join(["-all", *(f"+{c}" for c in caps)])
+    return [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
+        f"--inh-caps={spec}",
+        f"--ambient-caps={spec}",
+        f"--bounding-set={spec}",
+        "--no-new-privs",
+    ]
+
+
 class Netns:
     """A network namespace made for one test."""
 

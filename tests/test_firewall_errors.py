@@ -4,7 +4,7 @@ A lab host holds every backend: the seed's ruleset in iptables-nft and in
 iptables-legacy (IPv4), a classic Docker ip6tables ruleset in
 ip6tables-legacy. The collector polls there twice as ``nobody`` via
 ``setpriv`` holding only the given capabilities (inheritable, ambient and
-bounding sets, as tests/test_privileges.py does), with or without the
+bounding sets: lab.as_user, as in tests/test_privileges.py), with or without the
 supplementary group root that reads /proc/net/ip{,6}_tables_names (mode 0440
 root:root). Each message is asserted whole: it names the file, the socket or
 the request that was refused and the one privilege that grants it.
@@ -31,7 +31,6 @@ from exporter.nfnetlink import NetlinkError
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "firewall"
-NOBODY = 65534
 ALL_CAPS = ("net_admin", "net_raw")
 
 TWO_POLLS = r"""
@@ -79,24 +78,10 @@ def _getsockopt(fam: str, table: str) -> str:
     return GETSOCKOPT.format(fam=fam, opt=opt, table=table)
 
 
-def as_user(caps: Sequence[str], groups: Sequence[int]) -> list[str]:
-    """setpriv prefix: uid/gid nobody holding only ``caps`` (ambient, so they survive exec)."""
-    spec = ",".join(["-all", *(f"+{c}" for c in caps)])
-    return [
-        "setpriv",
-        f"--reuid={NOBODY}",
-        f"--regid={NOBODY}",
-        f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
-        f"--inh-caps={spec}",
-        f"--ambient-caps={spec}",
-        f"--bounding-set={spec}",
-        "--no-new-privs",
-    ]
-
-
 def two_polls(ns: lab.Netns, caps: Sequence[str], groups: Sequence[int]) -> list[dict[str, Any]]:
+    user = lab.as_user(caps, groups)
     proc = subprocess.run(
-        ["nsenter", f"--net={ns.path}", *as_user(caps, groups), sys.executable, "-c", TWO_POLLS],
+        ["nsenter", f"--net={ns.path}", *user, sys.executable, "-c", TWO_POLLS],
         capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import dockerlab
@@ -33,7 +33,6 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parent.parent
-NOBODY = 65534
 CAPS = ("net_admin", "net_raw", "sys_ptrace")
 NATIVE_NFT = """table inet np_lab {
   chain labfwd {
@@ -49,21 +48,6 @@ def need_setpriv() -> None:
     for tool in ("setpriv", "curl", "iptables-legacy-restore", "nft"):
         if shutil.which(tool) is None:
             pytest.skip(f"least-privilege tests need `{tool}`")
-
-
-def as_user(caps: Sequence[str], groups: Sequence[int] = ()) -> list[str]:
-    """setpriv prefix: uid/gid nobody, only ``caps`` (ambient, so they survive exec)."""
-    spec = ",".join(["-all", *(f"+{c}" for c in caps)])
-    return [
-        "setpriv",
-        f"--reuid={NOBODY}",
-        f"--regid={NOBODY}",
-        f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
-        f"--inh-caps={spec}",
-        f"--ambient-caps={spec}",
-        f"--bounding-set={spec}",
-        "--no-new-privs",
-    ]
 
 
 def exporter(ns: lab.Netns, user: list[str], *args: str) -> list[str]:
@@ -187,7 +171,7 @@ def fw_host() -> Iterator[lab.Netns]:
 
 
 def test_nobody_with_the_documented_privileges_reads_every_backend(fw_host: lab.Netns) -> None:
-    d = Daemon(fw_host, as_user(CAPS, groups=[0]), "--no-collector.containers")
+    d = Daemon(fw_host, lab.as_user(CAPS, groups=[0]), "--no-collector.containers")
     try:
         got = d.scrape_when("a poll as nobody", success)
     finally:
@@ -224,7 +208,7 @@ FW_MATRIX: list[tuple[str, tuple[str, ...], list[int], dict[str, str]]] = [
 def test_what_degrades_without_each_privilege(
     fw_host: lab.Netns, label: str, caps: tuple[str, ...], groups: list[int], expect: dict[str, str]
 ) -> None:
-    rc, out = run_check(fw_host, as_user(caps, groups), "--no-collector.containers")
+    rc, out = run_check(fw_host, lab.as_user(caps, groups), "--no-collector.containers")
     fails = failed(out)
     print(f"\n{label}: exit {rc}; failing: " + ("; ".join(
         f"{t}: {' | '.join(v)}" for t, v in fails.items()) or "nothing"))  # fmt: skip
@@ -267,7 +251,7 @@ def test_nobody_with_the_documented_privileges_maps_containers(
     names = {"priv-a", "priv-b"}
     env = dl.env()
     everyone = {"links": 1, "containers": 1, "firewall": 1, "sysctl": 1, "routes": 1}
-    d = Daemon(dl.netns, as_user(CAPS, groups=[0, sock_gid]), env=env)
+    d = Daemon(dl.netns, lab.as_user(CAPS, groups=[0, sock_gid]), env=env)
     try:
         got = d.scrape_when(
             "both containers' counters and every collector succeeding",
@@ -297,7 +281,7 @@ def test_nobody_with_the_documented_privileges_maps_containers(
          "network namespaces cannot be opened"),
         ("without the socket's group", CAPS, [0], "containers", "Permission denied"),
     ]:  # fmt: skip
-        rc, out = run_check(dl.netns, as_user(caps, groups), env=env)
+        rc, out = run_check(dl.netns, lab.as_user(caps, groups), env=env)
         fails = failed(out)
         rows.append(f"{label}: exit {rc}; failing: {fails or 'nothing'}")
         if topic is None:
