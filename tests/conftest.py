@@ -11,10 +11,16 @@ module are removed) with the ``netpath-test/busybox`` image imported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dockerlab
 import pytest
+
+from exporter.config import Config
+from exporter.model import MetricFamily
+from exporter.poller import Poller, PollResult
+from exporter.server import ExporterHTTPServer, serve_in_thread
+from exporter.webconfig import WebSecurity
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +59,43 @@ def dockerd_any(
 ) -> Iterator[dockerlab.DockerLab]:
     """Each test runs once against each kind of lab dockerd (nft first, then legacy)."""
     yield from _lab(docker_labs, legacy=request.param == "iptables-legacy")
+
+
+def _one_gauge(poll: PollResult) -> list[MetricFamily]:
+    return [MetricFamily("netpath_test", "gauge", "t", (), (((), 1),))]
+
+
+class _NoLinks:
+    """A "links" collector that reads nothing."""
+
+    name = "links"
+
+    def collect(self) -> object:
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ExporterHTTPServer]]:
+    """``start_server(security=None, *, polled=True)``: a server on a free port, in a thread.
+
+    It has polled once and serves ``netpath_test 1``; with ``polled=False`` it has not
+    polled yet (not ready). Every server started is shut down after the test.
+    """
+    started: list[ExporterHTTPServer] = []
+
+    def start(security: WebSecurity | None = None, *, polled: bool = True) -> ExporterHTTPServer:
+        poller = Poller([("links", _NoLinks)], _one_gauge, 60)
+        if polled:
+            poller.poll_once()
+        srv = ExporterHTTPServer(("127.0.0.1", 0), poller, Config(), security)
+        serve_in_thread(srv)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.shutdown()
+        srv.server_close()

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import gzip
 import http.client
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
-from exporter.config import Config
-from exporter.model import MetricFamily
-from exporter.poller import Poller, PollResult
-from exporter.server import ExporterHTTPServer, serve_in_thread
-
-
-def render(poll: PollResult) -> list[MetricFamily]:
-    return [MetricFamily("netpath_test", "gauge", "t", (), (((), 1),))]
-
-
-class Dummy:
-    name = "links"
-
-    def collect(self) -> object:
-        return 1
-
-    def close(self) -> None:
-        pass
+from exporter.server import ExporterHTTPServer
 
 
 @pytest.fixture
-def server() -> Iterator[ExporterHTTPServer]:
-    poller = Poller([("links", Dummy)], render, 60)
-    poller.poll_once()
-    srv = ExporterHTTPServer(("127.0.0.1", 0), poller, Config())
-    serve_in_thread(srv)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(start_server: Callable[..., ExporterHTTPServer]) -> ExporterHTTPServer:
+    return start_server()
 
 
 def get(
@@ -77,12 +54,6 @@ def test_health_404_and_405(server: ExporterHTTPServer) -> None:
     assert status == 200 and body == b""
 
 
-def test_not_ready_before_the_first_poll() -> None:
-    poller = Poller([], render, 60)
-    srv = ExporterHTTPServer(("127.0.0.1", 0), poller, Config())
-    serve_in_thread(srv)
-    try:
-        assert get(srv, "/-/ready")[0] == 503
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def test_not_ready_before_the_first_poll(start_server: Callable[..., ExporterHTTPServer]) -> None:
+    srv = start_server(polled=False)
+    assert get(srv, "/-/ready")[0] == 503

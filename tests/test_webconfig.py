@@ -16,17 +16,14 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import pytest
 
-from exporter.config import Config
-from exporter.model import MetricFamily
-from exporter.poller import Poller, PollResult
-from exporter.server import ExporterHTTPServer, serve_in_thread
+from exporter.server import ExporterHTTPServer
 from exporter.webconfig import (
     BasicAuth,
     RateLimiter,
@@ -140,20 +137,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 # ---------------------------------------------------------------------------
 
 
-def render(poll: PollResult) -> list[MetricFamily]:
-    return [MetricFamily("netpath_test", "gauge", "t", (), (((), 1),))]
-
-
-class Dummy:
-    name = "links"
-
-    def collect(self) -> object:
-        return 1
-
-    def close(self) -> None:
-        pass
-
-
 @dataclass
 class Running:
     srv: ExporterHTTPServer
@@ -166,24 +149,14 @@ class Running:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
-    started: list[ExporterHTTPServer] = []
-
+def serve(tmp_path: Path, start_server: Callable[..., ExporterHTTPServer]) -> object:
     def start(text: str) -> Running:
         path = tmp_path / "web.yml"
         path.write_text(text)
         security = WebSecurity(str(path))
-        poller = Poller([("links", Dummy)], render, 60)
-        poller.poll_once()
-        srv = ExporterHTTPServer(("127.0.0.1", 0), poller, Config(), security)
-        serve_in_thread(srv)
-        started.append(srv)
-        return Running(srv, security, path)
+        return Running(start_server(security), security, path)
 
-    yield start
-    for srv in started:
-        srv.shutdown()
-        srv.server_close()
+    return start
 
 
 def client_ctx(certs: Certs, cert: str | None = None, **kw: object) -> ssl.SSLContext:
