@@ -26,25 +26,11 @@ import dockerlab  # noqa: E402 - lives with the tests, shared with the benchmark
 NETWORKS = ("bridge", "benchnet1", "benchnet2", "benchnet3")
 
 SETUP = r"""
-import json, statistics, time
+import json
+from bench.timing import once, timed
 from exporter.config import DockerConfig
 from exporter.links import LinksCollector
 from exporter.containers import ContainersCollector, build_container_interfaces, render_containers
-
-def timed(fn, runs):
-    walls, cpus = [], []
-    for _ in range(runs):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        cpus.append((time.process_time() - c) * 1000)
-        walls.append((time.perf_counter() - w) * 1000)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "runs": runs}
-
-def once(fn):
-    w, c = time.perf_counter(), time.process_time()
-    value = fn()
-    return {"wall": (time.perf_counter() - w) * 1000, "cpu": (time.process_time() - c) * 1000,
-            "runs": 1}, value
 
 links = LinksCollector()
 coll = ContainersCollector(DockerConfig())

@@ -29,17 +29,9 @@ FLOORS = {
 }
 
 MEASURE = r"""
-import json, statistics, sys, time
+import json, sys, time
+from bench.timing import timed
 from exporter import links, rtnetlink
-
-def timed(fn, runs):
-    walls, cpus = [], []
-    for _ in range(runs):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        cpus.append((time.process_time() - c) * 1000)
-        walls.append((time.perf_counter() - w) * 1000)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "runs": runs}
 
 out = {}
 import struct
