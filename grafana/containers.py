@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from grafana.panels import (
@@ -27,6 +28,18 @@ TX = "netpath_container_network_transmit_{}_total"
 
 def _rate(metric: str, by: str) -> str:
     return f"sum by ({by}) (rate({metric}{{{SEL}}}[{RATE}]))"
+
+
+def _errors_and_drops(metric: str) -> list[prometheus.Dataquery]:
+    """Errors (A) and drops (B) per container and network, of RX or TX."""
+    return [
+        query(
+            _rate(metric.format(kind), "container, network"),
+            "{{container}} {{network}} " + kind,
+            ref,
+        )
+        for kind, ref in (("errors", "A"), ("dropped", "B"))
+    ]
 
 
 def build() -> Dashboard:
@@ -127,35 +140,13 @@ def build() -> Dashboard:
             "Packets per second the host veth failed to hand to the container (its transmit "
             "errors and drops).",
             "pps",
-            [
-                query(
-                    _rate(RX.format("errors"), "container, network"),
-                    "{{container}} {{network}} errors",
-                    "A",
-                ),
-                query(
-                    _rate(RX.format("dropped"), "container, network"),
-                    "{{container}} {{network}} dropped",
-                    "B",
-                ),
-            ],
+            _errors_and_drops(RX),
         ),
         graph(
             "Transmit errors and drops",
             "Packets per second from the container that its host veth failed to receive.",
             "pps",
-            [
-                query(
-                    _rate(TX.format("errors"), "container, network"),
-                    "{{container}} {{network}} errors",
-                    "A",
-                ),
-                query(
-                    _rate(TX.format("dropped"), "container, network"),
-                    "{{container}} {{network}} dropped",
-                    "B",
-                ),
-            ],
+            _errors_and_drops(TX),
         ),
         row("Inventory"),
         grid(
