@@ -27,12 +27,13 @@ import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+
+import lab  # noqa: E402  (tests/lab.py)
 
 from bench.firewall_bench import BRIDGES, build_ruleset  # noqa: E402
 
@@ -200,15 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     tag = secrets.token_hex(3)
     host = f"np-ebh-{tag}"
     peers = [f"np-ebp{i}-{tag}" for i in range(VETHS)]
-    made: list[str] = []
     ruleset, rules = build_ruleset(10_000)
     try:
         t0 = time.monotonic()
-        with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
-            f.write("".join(f"netns add {n}\n" for n in [host, *peers]))
-            f.flush()
-            made = [host, *peers]
-            sh(["ip", "-batch", f.name])
+        lab.add_namespaces([host, *peers])
         build_links(host, peers)
         print(
             f"lab: {VETHS} veths on {BRIDGES} bridges (peers in {VETHS} namespaces), "
@@ -241,11 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(ANCHORS)
     finally:
-        if made:
-            with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
-                f.write("".join(f"netns delete {n}\n" for n in made))
-                f.flush()
-                subprocess.run(["ip", "-force", "-batch", f.name], check=False, capture_output=True)
+        lab.delete_namespaces([host, *peers])
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ import json
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import lab  # noqa: E402  (tests/lab.py)
 
 FLOORS = {
     "stats_kernel": 0.29,
@@ -116,14 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     tag = secrets.token_hex(3)
     host = f"np-lbh-{tag}"
     peers = [f"np-lbp{i}-{tag}" for i in range(max(1, min(args.peer_namespaces, args.veths)))]
-    made: list[str] = []
     try:
         t0 = time.monotonic()
-        with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
-            f.write("".join(f"netns add {n}\n" for n in [host, *peers]))
-            f.flush()
-            made = [host, *peers]
-            sh(["ip", "-batch", f.name])
+        lab.add_namespaces([host, *peers])
         build(host, peers, args.veths, args.bridges)
         setup = time.monotonic() - t0
         print(
@@ -146,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         r = json.loads(raw)
     finally:
         t1 = time.monotonic()
-        if made:
-            with tempfile.NamedTemporaryFile("w", suffix=".batch") as f:
-                f.write("".join(f"netns delete {n}\n" for n in made))
-                f.flush()
-                subprocess.run(["ip", "-force", "-batch", f.name], check=False, capture_output=True)
+        lab.delete_namespaces([host, *peers])
         print(f"torn down in {time.monotonic() - t1:.1f} s", flush=True)
 
     def row(label: str, key: str, floor: str) -> None:

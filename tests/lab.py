@@ -113,6 +113,20 @@ def namespaces(tag: str, count: int) -> Iterator[list[Netns]]:
             ns.delete()
 
 
+def add_namespaces(names: Sequence[str]) -> None:
+    """Create many namespaces with one ``ip -batch`` (a thousand in well under a second).
+
+    Delete them with :func:`delete_namespaces`, also when this fails halfway.
+    """
+    run(["ip", "-batch", "-"], input="".join(f"netns add {n}\n" for n in names))
+
+
+def delete_namespaces(names: Sequence[str]) -> None:
+    """Delete namespaces with one ``ip -force -batch``; ones that do not exist are skipped."""
+    batch = "".join(f"netns delete {n}\n" for n in names)
+    run(["ip", "-force", "-batch", "-"], input=batch, check=False)
+
+
 def add_container(
     host: Netns,
     container: Netns,
