@@ -300,7 +300,17 @@ def test_docker_rule_text_never_raises(text: str) -> None:
 # ---------------------------------------------------------------------------
 
 NETLINK_CLEAN = (ValueError, nfnetlink.NetlinkError, rtnetlink.NetlinkError, InterruptedError)
-RT_SEEDS = [bin_fixture("links", n) for n in ("stats-dump.bin", "link-dump.bin", "bridge-dump.bin")]
+RT_SEEDS = [
+    bin_fixture("links", n)
+    for n in (
+        "stats-dump.bin",
+        "link-dump.bin",
+        "bridge-dump.bin",
+        "varied-links.bin",
+        "varied-routes-inet.bin",
+        "varied-routes-inet6.bin",
+    )
+]
 NFT_BIN_SEEDS = [
     bin_fixture("firewall", n)
     for n in ("nft-tables.bin", "nft-chains.bin", "nft-rules-all.bin", "nft-rules-ip-nat.bin")
@@ -311,6 +321,10 @@ def rt_parse(data: bytes) -> None:
     clean(lambda: rtnetlink.parse_stats_messages(data), *NETLINK_CLEAN)
     clean(lambda: rtnetlink.parse_stats_messages(data, seq=1), *NETLINK_CLEAN)
     clean(lambda: rtnetlink.parse_link_names(data), *NETLINK_CLEAN)
+    clean(lambda: rtnetlink.parse_link_dump(data), *NETLINK_CLEAN)
+    clean(lambda: rtnetlink.parse_link_dump(data, seq=1), *NETLINK_CLEAN)
+    clean(lambda: rtnetlink.parse_route_dump(data), *NETLINK_CLEAN)
+    clean(lambda: rtnetlink.parse_nsid_reply(data), *NETLINK_CLEAN)
 
 
 def nft_parse(data: bytes) -> None:
@@ -325,7 +339,67 @@ def nft_parse(data: bytes) -> None:
 @example(nlmsg(0x5C, 0, 0, b"", length=0))  # zero-length message: must not loop
 @example(nlmsg(0x5C, 0, 0, b"", length=15))
 @example(nlmsg(0x5C, 0, 0, b"\x00" * 4, length=2**31))
+@example(nlmsg(2, 0, 0, struct.pack("=i", -(2**31))))  # errno INT_MIN: os.strerror overflowed
 def test_rtnetlink_arbitrary_bytes(data: bytes) -> None:
+    rt_parse(data)
+
+
+def nlattr(atype: int, payload: bytes, length: int | None = None) -> bytes:
+    n = 4 + len(payload) if length is None else length
+    raw = struct.pack("=HH", n, atype) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+# rtnetlink messages with a valid fixed header and arbitrary attributes of the types the
+# parsers decode (nested one level, as IFLA_LINKINFO and RTA_MULTIPATH are)
+rt_attrs = st.lists(
+    st.builds(
+        nlattr,
+        st.sampled_from([1, 3, 4, 5, 9, 10, 15, 16, 18, 37, 0x8012, 0x4001]),
+        st.one_of(
+            st.binary(max_size=24),
+            st.lists(st.builds(nlattr, st.integers(0, 6), st.binary(max_size=20)), max_size=3).map(
+                b"".join
+            ),
+            st.builds(
+                lambda n, oif, rest: struct.pack("=HBBi", n, 0, 0, oif) + rest,
+                st.integers(0, 40),
+                st.integers(-1, 9),
+                st.binary(max_size=24),
+            ),
+        ),
+        st.one_of(st.none(), st.integers(0, 64)),
+    ),
+    max_size=8,
+).map(b"".join)
+rt_shaped = st.lists(
+    st.one_of(
+        st.builds(  # RTM_NEWLINK: ifinfomsg
+            lambda flags, attrs: nlmsg(16, 2, 0, struct.pack("=BBHiII", 0, 0, 1, 5, flags, 0)
+                                       + attrs),
+            st.sampled_from([0, 8]),
+            rt_attrs,
+        ),
+        st.builds(  # RTM_NEWROUTE: rtmsg
+            lambda family, attrs: nlmsg(24, 2, 0, struct.pack("=BBBBBBBBI", family, 8, 0, 0, 254,
+                                                              0, 0, 1, 0) + attrs),
+            st.sampled_from([2, 10, 28, 0]),
+            rt_attrs,
+        ),
+        st.builds(  # RTM_NEWNSID: rtgenmsg
+            lambda attrs: nlmsg(88, 0, 0, b"\0\0\0\0" + attrs), rt_attrs
+        ),
+        st.just(nlmsg(3, 2, 0, b"\0\0\0\0")),  # NLMSG_DONE
+    ),
+    max_size=4,
+).map(b"".join)  # fmt: skip
+
+
+@FUZZ
+@given(rt_shaped)
+@example(nlmsg(16, 0, 0, struct.pack("=BBHiII", 0, 0, 1, 5, 0, 0) + nlattr(18, b"", 2)))
+@example(nlmsg(24, 0, 0, bytes(12) + nlattr(9, struct.pack("=HBBi", 0, 0, 0, 1))))
+def test_rtnetlink_attribute_shaped(data: bytes) -> None:
     rt_parse(data)
 
 

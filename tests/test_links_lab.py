@@ -24,12 +24,38 @@ REPO = Path(__file__).resolve().parent.parent
 
 AGENT = r"""
 import dataclasses, json, sys
-from exporter import links
+sys.path.insert(0, "tests")  # the pyroute2 oracles of test_links and test_routes
+from exporter import links, rtnetlink
 collectors = {}
+
+def errno_of(read, arg):
+    try:
+        return {"value": read(arg)}
+    except OSError as exc:
+        return {"errno": exc.errno}
+
 for line in sys.stdin:
     cmd, _, arg = line.strip().partition(" ")
     try:
-        if cmd == "collect":
+        if cmd == "topology":
+            out = [dataclasses.asdict(l) for l in links.read_topology()]
+        elif cmd == "oracle_topology":
+            from test_links import pyroute2_topology
+            out = [dataclasses.asdict(l) for l in pyroute2_topology()]
+        elif cmd == "route_entries":
+            out = rtnetlink.read_route_entries()
+        elif cmd == "oracle_route_entries":
+            from test_routes import pyroute2_route_entries
+            out = pyroute2_route_entries()
+        elif cmd == "oracle_read_routes":
+            from test_routes import pyroute2_read_routes
+            out = [dataclasses.asdict(r) for r in pyroute2_read_routes().routes]
+        elif cmd == "netnsid_or_errno":
+            out = errno_of(links.read_netnsid, arg)
+        elif cmd == "oracle_netnsid_or_errno":
+            from test_links import pyroute2_netnsid
+            out = errno_of(pyroute2_netnsid, arg)
+        elif cmd == "collect":
             c = collectors.setdefault("links", links.LinksCollector())
             data = c.collect()
             out = {
@@ -113,11 +139,22 @@ def labhost() -> Iterator[Lab]:
         lab.add_container(
             host, c3, host_if="vethb1", bridge="br1", addr="10.78.0.2/24", gateway="10.78.0.1"
         )
-        # static neighbours between c1 and c2: pings between them are the only frames
-        mac1 = json.loads(c1.ip("-j", "link", "show", "eth0"))[0]["address"]
-        mac2 = json.loads(c2.ip("-j", "link", "show", "eth0"))[0]["address"]
-        c1.ip("neigh", "replace", "10.77.0.3", "lladdr", mac2, "dev", "eth0", "nud", "permanent")
-        c2.ip("neigh", "replace", "10.77.0.2", "lladdr", mac1, "dev", "eth0", "nud", "permanent")
+
+        # static neighbours everywhere: pings are the only frames. (A learnt entry
+        # would send an ARP probe seconds after the pings below, into a later test.)
+        def mac(ns: lab.Netns, dev: str) -> str:
+            return str(json.loads(ns.ip("-j", "link", "show", dev))[0]["address"])
+
+        def neigh(ns: lab.Netns, addr: str, lladdr: str, dev: str = "eth0") -> None:
+            ns.ip("neigh", "replace", addr, "lladdr", lladdr, "dev", dev, "nud", "permanent")
+
+        mac1, mac2, mac3 = mac(c1, "eth0"), mac(c2, "eth0"), mac(c3, "eth0")
+        neigh(c1, "10.77.0.3", mac2)
+        neigh(c2, "10.77.0.2", mac1)
+        neigh(c1, "10.77.0.1", mac(host, "br0"))
+        neigh(c3, "10.78.0.1", mac(host, "br1"))
+        neigh(host, "10.77.0.2", mac1, "br0")
+        neigh(host, "10.78.0.2", mac3, "br1")
         c1.exec("/bin/busybox", "ping", "-i", "0.1", "-c", "3", "-W", "1", "10.77.0.3")
         c1.exec("/bin/busybox", "ping", "-i", "0.1", "-c", "2", "-W", "1", "10.77.0.1")
         c3.exec("/bin/busybox", "ping", "-i", "0.1", "-c", "4", "-W", "1", "10.78.0.1")
@@ -306,3 +343,153 @@ def test_monitor_overflow_counts_as_change() -> None:
         out = ns.exec(sys.executable, "-c", OVERFLOW).split()
     # the probe, with the same buffer, shows that the kernel really overflowed it
     assert out == ["True", "True", "False"]
+
+
+# -- raw netlink against pyroute2, the oracle, on a host with many kinds of links ----------
+
+
+def build_varied_host(host: lab.Netns, c1: lab.Netns, c2: lab.Netns, outside: lab.Netns) -> None:
+    """Links of many kinds and states, routes of many shapes, in ``host``.
+
+    lo; bridges br0 (up, an alias) and br1 (down); veth0 (altname) into c1 on
+    br0, vdown (down) into c1, vlld (up, its peer down: lowerlayerdown) into c2;
+    a same-namespace pair vpair0/vpair1 (vpair0 dormant, on br1); vxlan0 over
+    br0; ifbé; tun0 (no address); tap0 on br0; uplinks up0/up1 into
+    ``outside``. Routes: IPv4 and IPv6 multipath defaults, a second default,
+    bridge routes with and without a gateway, an IPv6 gateway for an IPv4
+    route (RTA_VIA), nexthop objects, a blackhole, tables 100 and 1000. (This
+    kernel has no dummy or bond driver.)
+    """
+    links = f"""
+link add br0 type bridge
+link set br0 alias docker-bridge
+addr add 172.30.0.1/24 dev br0
+addr add fd30::1/64 dev br0 nodad
+link set br0 up
+link add br1 type bridge
+link add veth0 type veth peer name eth0 netns {c1.name}
+link set veth0 master br0
+link set veth0 up
+link property add dev veth0 altname veth0-altname-for-tests
+link add vdown type veth peer name eth1 netns {c1.name}
+link add vlld type veth peer name eth0 netns {c2.name}
+link set vlld up
+link add vpair0 type veth peer name vpair1
+link set vpair0 mode dormant
+link set vpair0 master br1
+link set vpair1 up
+link set vpair0 up
+link add vxlan0 type vxlan id 42 dstport 4789 dev br0
+link add ifbé type ifb
+link set ifbé up
+tuntap add mode tun name tun0
+tuntap add mode tap name tap0
+link set tap0 master br0
+link add up0 type veth peer name eth0 netns {outside.name}
+link add up1 type veth peer name eth1 netns {outside.name}
+addr add 10.250.0.2/24 dev up0
+addr add fd25::2/64 dev up0 nodad
+addr add 10.251.0.2/24 dev up1
+addr add fd26::2/64 dev up1 nodad
+link set up0 up
+link set up1 up
+"""
+    routes = """
+route add default nexthop via 10.250.0.1 dev up0 weight 1 nexthop via 10.251.0.1 dev up1 weight 2
+route add default via 10.251.0.1 dev up1 metric 50
+route add ::/0 nexthop via fd25::1 dev up0 nexthop via fd26::1 dev up1
+route add 10.80.0.0/16 via 172.30.0.9 dev br0
+route add 10.91.0.0/16 via inet6 fd30::9 dev br0
+route add 10.92.0.0/16 nexthop via 172.30.0.9 dev br0 nexthop via 10.250.0.1 dev up0
+route add blackhole 10.66.0.0/16
+route add 10.67.0.0/16 dev br0 table 100
+route add 10.68.0.0/16 dev br0 table 1000
+route add fd31::/64 via fd30::9 dev br0
+nexthop add id 7 via 10.250.0.1 dev up0
+route add 10.93.0.0/16 nhid 7
+nexthop add id 8 dev br0
+route add 10.94.0.0/16 nhid 8
+"""
+    host.exec("ip", "-batch", "-", input=links.lstrip())
+    c1.ip("link", "set", "eth0", "up")
+    outside.ip("link", "set", "eth0", "up")
+    outside.ip("link", "set", "eth1", "up")
+    host.exec("ip", "-batch", "-", input=routes.lstrip())
+    want = {"veth0": "UP", "vlld": "LOWERLAYERDOWN", "vpair0": "DORMANT", "up0": "UP", "up1": "UP"}
+    deadline = time.monotonic() + 20
+    while True:  # operstates follow carrier changes asynchronously (linkwatch)
+        states = {link["ifname"]: link["operstate"] for link in json.loads(host.ip("-j", "link"))}
+        if all(states.get(name) == state for name, state in want.items()):
+            return
+        assert time.monotonic() < deadline, f"operstates did not settle: {states}"
+
+
+@pytest.fixture(scope="module")
+def varied() -> Iterator[tuple[lab.Netns, list[lab.Netns]]]:
+    lab.need_root()
+    with lab.netns("lvh") as host, lab.namespaces("lvp", 3) as peers:
+        build_varied_host(host, *peers)
+        yield host, peers
+
+
+def stable(agent: Agent, cmd: str) -> Any:
+    """The answer to ``cmd`` once two asks in a row agree (no link event in between)."""
+    deadline = time.monotonic() + 20
+    got = agent.ask(cmd)
+    while True:
+        again = agent.ask(cmd)
+        if again == got:
+            return got
+        assert time.monotonic() < deadline, f"{cmd} kept changing"
+        got = again
+
+
+def test_topology_equals_pyroute2(varied: tuple[lab.Netns, list[lab.Netns]]) -> None:
+    host, _ = varied
+    agent = Agent(host)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the oracle read between two equal raw reads
+            raw = stable(agent, "topology")
+            oracle = agent.ask("oracle_topology")
+            if agent.ask("topology") == raw or time.monotonic() > deadline:
+                break
+    finally:
+        agent.close()
+    assert raw == oracle
+    names = by_name({"links": raw})
+    assert [link["name"] for link in raw] == sorted(names)
+    # the lab really holds the variety the comparison is about
+    assert {link["kind"] for link in raw} == {
+        "loopback", "bridge", "veth", "vxlan", "ifb", "tun"
+    }  # fmt: skip
+    assert {link["operstate"] for link in raw} == {
+        "unknown", "up", "down", "lowerlayerdown", "dormant"
+    }  # fmt: skip
+    assert names["tun0"]["mac"] == ""
+    assert names["lo"]["mac"] == "00:00:00:00:00:00"
+    assert names["vpair0"]["peer_index"] == names["vpair1"]["index"]
+    assert names["vpair0"]["peer_netnsid"] is None
+    assert names["vpair0"]["master"] == names["br1"]["index"]
+    assert names["tap0"]["master"] == names["br0"]["index"]
+    assert names["vxlan0"]["peer_index"] is None  # its lower device is in IFLA_VXLAN_LINK
+    assert {names[v]["peer_netnsid"] is not None for v in ("veth0", "vlld", "up0")} == {True}
+    assert "ifbé" in names
+
+
+def test_netnsid_equals_pyroute2(varied: tuple[lab.Netns, list[lab.Netns]], tmp_path: Path) -> None:
+    host, peers = varied
+    plain = tmp_path / "not-a-namespace"
+    plain.touch()
+    agent = Agent(host)
+    try:
+        with lab.netns("lvx") as unassigned:
+            paths = [p.path for p in peers] + [unassigned.path, host.path, str(plain)]
+            got = {p: agent.ask(f"netnsid_or_errno {p}") for p in paths}
+            oracle = {p: agent.ask(f"oracle_netnsid_or_errno {p}") for p in paths}
+    finally:
+        agent.close()
+    assert got == oracle
+    assert sorted(got[p.path]["value"] for p in peers) == [0, 1, 2]
+    assert got[unassigned.path] == {"value": None}
+    assert got[str(plain)] == {"errno": 22}  # EINVAL: not a namespace

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import lab
 import pytest
-from test_links_lab import Agent
+from test_links_lab import Agent, build_varied_host
 
 pytestmark = pytest.mark.lab
 
@@ -56,3 +56,33 @@ def test_collector_sees_a_new_bridge_route(host: lab.Netns, agent: Agent) -> Non
     assert {"destination": "10.80.0.0/16", "interface": "br0", "gateway": "10.79.0.9"} in after
     host.ip("route", "del", "default", "via", "10.250.0.1")
     assert all(r["gateway"] != "10.250.0.1" for r in agent.ask("routes"))
+
+
+@pytest.fixture(scope="module")
+def varied() -> Iterator[lab.Netns]:
+    lab.need_root()
+    with lab.netns("rvh") as host, lab.namespaces("rvp", 3) as peers:
+        build_varied_host(host, *peers)
+        yield host
+
+
+def test_route_entries_and_routes_equal_pyroute2(varied: lab.Netns) -> None:
+    """Multipath defaults (IPv4, IPv6), RTA_VIA, nexthop objects, other tables: as pyroute2."""
+    agent = Agent(varied)
+    try:
+        entries = agent.ask("route_entries")
+        oracle = agent.ask("oracle_route_entries")
+        routes = agent.ask("read_routes")
+        oracle_routes = agent.ask("oracle_read_routes")
+    finally:
+        agent.close()
+    assert [e for e in entries if e[2] == 254] == oracle  # pyroute2 asked for the main table
+    assert {e[2] for e in entries} >= {254, 255, 100, 1000}
+    assert routes == oracle_routes
+    assert routes[:4] == [
+        {"destination": "default", "interface": "up0", "gateway": "10.250.0.1"},
+        {"destination": "default", "interface": "up0", "gateway": "fd25::1"},
+        {"destination": "default", "interface": "up1", "gateway": "10.251.0.1"},
+        {"destination": "default", "interface": "up1", "gateway": "fd26::1"},
+    ]
+    assert {"destination": "10.91.0.0/16", "interface": "br0", "gateway": "fd30::9"} in routes
