@@ -14,6 +14,7 @@ Sockets belong to the network namespace of the process that opens them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -65,12 +66,16 @@ RTA_GATEWAY = 5
 RTA_MULTIPATH = 9
 RTA_TABLE = 15
 RTA_VIA = 18
+_ROUTE_ATTRS = frozenset((RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA))
 
 NETNSA_NSID = 1
 NETNSA_FD = 3
 
 IFLA_STATS_LINK_64 = 1
 STATS_FILTER_LINK_64 = 1 << (IFLA_STATS_LINK_64 - 1)
+
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
@@ -161,6 +166,23 @@ def _attrs(data: Buffer, start: int, end: int) -> Iterator[tuple[int, int, int]]
             raise ValueError(f"truncated netlink attribute at offset {a}")
         yield atype & 0x3FFF, a + 4, alen - 4
         a += (alen + 3) & ~3
+
+
+def _find(data: Buffer, start: int, end: int, wanted: frozenset[int]) -> dict[int, tuple[int, int]]:
+    """{type: (payload offset, size)} of the first attribute of each ``wanted`` type in
+    [start, end); one quick pass, the rest skipped."""
+    at: dict[int, tuple[int, int]] = {}
+    unpack = _NLATTR.unpack_from
+    a = start
+    while a + 4 <= end:
+        alen, atype = unpack(data, a)
+        if alen < 4 or a + alen > end:
+            raise ValueError(f"truncated netlink attribute at offset {a}")
+        atype &= 0x3FFF
+        if atype in wanted and atype not in at:
+            at[atype] = (a + 4, alen - 4)
+        a += (alen + 3) & ~3
+    return at
 
 
 def _u32(data: Buffer, off: int, size: int, what: str) -> int:
@@ -312,8 +334,6 @@ def parse_link_dump(data: Buffer, seq: int | None = None) -> tuple[dict[int, Lin
     links: dict[int, Link] = {}
     done = False
     kinds: dict[bytes, str] = {}
-    unpack_attr = _NLATTR.unpack_from
-    wanted = _LINK_ATTRS
     for mtype, off, length in _messages(data, seq):
         if mtype == NLMSG_DONE:
             done = True
@@ -322,19 +342,8 @@ def parse_link_dump(data: Buffer, seq: int | None = None) -> tuple[dict[int, Lin
             continue
         _need(length, _IFINFOMSG.size, off, "RTM_NEWLINK")
         _family, _pad, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, off + 16)
-        # One quick pass for where the wanted attributes start (about 40 per link; the
-        # first of each counts), then decode those alone.
-        at: dict[int, tuple[int, int]] = {}
-        a = off + 16 + _IFINFOMSG.size
-        end = off + length
-        while a + 4 <= end:
-            alen, atype = unpack_attr(data, a)
-            if alen < 4 or a + alen > end:
-                raise ValueError(f"truncated netlink attribute at offset {a}")
-            atype &= 0x3FFF
-            if atype in wanted and atype not in at:
-                at[atype] = (a + 4, alen - 4)
-            a += (alen + 3) & ~3
+        # where the wanted ones of its ~40 attributes are, then decode those alone
+        at = _find(data, off + 16 + _IFINFOMSG.size, off + length, _LINK_ATTRS)
         name = mac = ""
         kind = ""
         operstate = "unknown"
@@ -412,21 +421,13 @@ def _via(data: Buffer, off: int, size: int) -> str:
     return addr.hex(":")
 
 
-def _gateway(family: int, data: Buffer, start: int, end: int) -> tuple[int | None, str]:
-    """(RTA_OIF, RTA_GATEWAY or else RTA_VIA) among the attributes in [start, end)."""
-    oif: int | None = None
-    gateway: str | None = None
-    via: str | None = None
-    for atype, a, size in _attrs(data, start, end):
-        if atype == RTA_OIF:
-            if oif is None:
-                oif = _u32(data, a, size, "RTA_OIF")
-        elif atype == RTA_GATEWAY:
-            if gateway is None:
-                gateway = _address(family, data, a, size)
-        elif atype == RTA_VIA and via is None:
-            via = _via(data, a, size)
-    return oif, gateway or via or ""
+def _gateway(family: int, data: Buffer, at: dict[int, tuple[int, int]]) -> str:
+    """RTA_GATEWAY, else RTA_VIA, else "" of one route or next hop."""
+    if RTA_GATEWAY in at:
+        return _address(family, data, *at[RTA_GATEWAY])
+    if RTA_VIA in at:
+        return _via(data, *at[RTA_VIA])
+    return ""
 
 
 def parse_route_dump(data: Buffer, seq: int | None = None) -> tuple[list[RouteEntry], bool]:
@@ -434,9 +435,9 @@ def parse_route_dump(data: Buffer, seq: int | None = None) -> tuple[list[RouteEn
 
     Each entry holds the destination (RTA_DST as text, "" if none), the prefix
     length, the table (RTA_TABLE, else rtm_table), the route type and the next
-    hops: each (oif, gateway) of RTA_MULTIPATH, else one of RTA_OIF (None if
-    missing) and RTA_GATEWAY (else RTA_VIA, else ""). Routes of other address
-    families are left out.
+    hops: each (ifindex, gateway) of RTA_MULTIPATH, else one of RTA_OIF (None if
+    missing) and RTA_GATEWAY (else RTA_VIA as text, else ""). Of an attribute
+    given twice the first counts. Routes of other address families are left out.
     """
     routes: list[RouteEntry] = []
     done = False
@@ -452,30 +453,24 @@ def parse_route_dump(data: Buffer, seq: int | None = None) -> tuple[list[RouteEn
         )
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        start, end = off + 16 + _RTMSG.size, off + length
-        dst: str | None = None
-        table: int | None = None
+        at = _find(data, off + 16 + _RTMSG.size, off + length, _ROUTE_ATTRS)
+        dst = _address(family, data, *at[RTA_DST]) if RTA_DST in at else ""
+        table = _u32(data, *at[RTA_TABLE], "RTA_TABLE") if RTA_TABLE in at else 0
         hops: list[tuple[int | None, str]] = []
-        multipath = False
-        for atype, a, size in _attrs(data, start, end):
-            if atype == RTA_DST:
-                if dst is None:
-                    dst = _address(family, data, a, size)
-            elif atype == RTA_TABLE:
-                if table is None:
-                    table = _u32(data, a, size, "RTA_TABLE")
-            elif atype == RTA_MULTIPATH and not multipath:
-                multipath = True
-                h, stop = a, a + size
-                while h + _RTNEXTHOP.size <= stop:
-                    rtnh_len, _nhflags, _hops, ifindex = _RTNEXTHOP.unpack_from(data, h)
-                    if rtnh_len < _RTNEXTHOP.size or h + rtnh_len > stop:
-                        raise ValueError(f"truncated rtnexthop at offset {h}")
-                    hops.append((ifindex, _gateway(family, data, h + 8, h + rtnh_len)[1]))
-                    h += (rtnh_len + 3) & ~3
+        if RTA_MULTIPATH in at:
+            h, size = at[RTA_MULTIPATH]
+            stop = h + size
+            while h + _RTNEXTHOP.size <= stop:
+                rtnh_len, _nhflags, _hops, ifindex = _RTNEXTHOP.unpack_from(data, h)
+                if rtnh_len < _RTNEXTHOP.size or h + rtnh_len > stop:
+                    raise ValueError(f"truncated rtnexthop at offset {h}")
+                hop = _find(data, h + _RTNEXTHOP.size, h + rtnh_len, _ROUTE_ATTRS)
+                hops.append((ifindex, _gateway(family, data, hop)))
+                h += (rtnh_len + 3) & ~3
         if not hops:
-            hops = [_gateway(family, data, start, end)]
-        routes.append((dst or "", dst_len, table or rtm_table, rtype, hops))
+            oif = _u32(data, *at[RTA_OIF], "RTA_OIF") if RTA_OIF in at else None
+            hops = [(oif, _gateway(family, data, at))]
+        routes.append((dst, dst_len, table or rtm_table, rtype, hops))
     return routes, done
 
 
@@ -485,9 +480,16 @@ def parse_route_messages(data: Buffer) -> list[RouteEntry]:
     return parse_route_dump(data)[0]
 
 
-def build_route_dump_request(seq: int, family: int) -> bytes:
-    """An RTM_GETROUTE dump request for every route of one address family."""
+def build_route_dump_request(seq: int, family: int, table: int = 0) -> bytes:
+    """An RTM_GETROUTE dump request for the routes of one address family.
+
+    With ``table``, an RTA_TABLE attribute asks for that table's routes alone;
+    the kernel heeds it on a socket with NETLINK_GET_STRICT_CHK (Linux 4.20+)
+    and sends every table otherwise.
+    """
     body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    if table:
+        body += _attr(RTA_TABLE, _U32.pack(table))
     hdr = _NLMSGHDR.pack(16 + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return hdr + body
 
@@ -535,10 +537,11 @@ def _retrying(attempt: Callable[[], _T], retries: int) -> _T:
 class _Requester:
     """One NETLINK_ROUTE socket for request round trips, parsing each datagram as it arrives."""
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float = 5.0, strict: bool = False) -> None:
         self._sock: socket.socket | None = None
         self._seq = 0
         self._timeout = timeout
+        self._strict = strict
         self._buf = bytearray(_RECV_SIZE)
 
     def _socket(self) -> socket.socket:
@@ -553,6 +556,9 @@ class _Requester:
             except OSError:
                 sock.close()
                 raise
+            if self._strict:  # dump filters heeded; older kernels: unfiltered dumps
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
             self._sock = sock
         return self._sock
 
@@ -685,15 +691,19 @@ def read_links() -> list[Link]:
 
 
 def read_route_entries(
-    families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
+    families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6), table: int = 0
 ) -> list[RouteEntry]:
-    """The route entries (:func:`parse_route_dump`) of every table, one dump per family."""
-    req = _Requester()
+    """The route entries (:func:`parse_route_dump`), one dump per family.
+
+    With ``table``, the kernel sends that table's routes alone where it can
+    filter (see :func:`build_route_dump_request`): the caller still selects.
+    """
+    req = _Requester(strict=bool(table))
     try:
         return [
             entry
             for family in families
-            for entry in req.dump_list(build_route_dump_request(0, family), parse_route_dump)
+            for entry in req.dump_list(build_route_dump_request(0, family, table), parse_route_dump)
         ]
     finally:
         req.close()

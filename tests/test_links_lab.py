@@ -43,7 +43,7 @@ for line in sys.stdin:
             from test_links import pyroute2_topology
             out = [dataclasses.asdict(l) for l in pyroute2_topology()]
         elif cmd == "route_entries":
-            out = rtnetlink.read_route_entries()
+            out = rtnetlink.read_route_entries(table=int(arg or 0))
         elif cmd == "oracle_route_entries":
             from test_routes import pyroute2_route_entries
             out = pyroute2_route_entries()

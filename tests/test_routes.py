@@ -219,6 +219,9 @@ def test_route_dump_request_layout() -> None:
         0,
     )
     assert req[16] == socket.AF_INET6
+    req = rtnetlink.build_route_dump_request(3, socket.AF_INET, table=1000)
+    assert struct.unpack_from("=I", req)[0] == len(req) == 36
+    assert req[28:] == struct.pack("=HHI", 8, rtnetlink.RTA_TABLE, 1000)
 
 
 # -- selection and rendering ----------------------------------------------------------------

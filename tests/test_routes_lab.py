@@ -71,12 +71,14 @@ def test_route_entries_and_routes_equal_pyroute2(varied: lab.Netns) -> None:
     agent = Agent(varied)
     try:
         entries = agent.ask("route_entries")
+        main = agent.ask("route_entries 254")  # filtered by the kernel (strict checking)
         oracle = agent.ask("oracle_route_entries")
         routes = agent.ask("read_routes")
         oracle_routes = agent.ask("oracle_read_routes")
     finally:
         agent.close()
     assert [e for e in entries if e[2] == 254] == oracle  # pyroute2 asked for the main table
+    assert main == oracle
     assert {e[2] for e in entries} >= {254, 255, 100, 1000}
     assert routes == oracle_routes
     assert routes[:4] == [
