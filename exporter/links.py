@@ -1,9 +1,10 @@
 """Interfaces and routes of the host network namespace.
 
-The topology (names, kinds, master bridge, veth peer) comes from a pyroute2
-link dump, read only at start and when it changes; the counters come from a
-raw ``RTM_GETSTATS`` dump (:mod:`exporter.rtnetlink`) on every poll. This is
-the only module that imports pyroute2.
+The topology (names, kinds, master bridge, veth peer) comes from a raw
+``RTM_GETLINK`` dump, read only at start and when it changes; the counters
+from a raw ``RTM_GETSTATS`` dump on every poll; the routes from raw
+``RTM_GETROUTE`` dumps when a link or route changed (all in
+:mod:`exporter.rtnetlink`).
 """
 
 from __future__ import annotations
@@ -14,51 +15,23 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from exporter import rtnetlink
 from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
 
-IFF_LOOPBACK = 0x8
-NETNSID_UNASSIGNED = (0xFFFFFFFF, -1)
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 
 # --------------------------------------------------------------------------
-# Reading (pyroute2)
+# Reading
 # --------------------------------------------------------------------------
 
-
-def parse_link_message(msg: Any) -> Link:
-    """One pyroute2 RTM_NEWLINK message -> Link."""
-    index = int(msg["index"])
-    linkinfo = msg.get_attr("IFLA_LINKINFO")
-    kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None
-    if not kind:
-        kind = "loopback" if int(msg["flags"]) & IFF_LOOPBACK else "physical"
-    master = msg.get_attr("IFLA_MASTER")
-    peer = msg.get_attr("IFLA_LINK")
-    netnsid = msg.get_attr("IFLA_LINK_NETNSID")
-    return Link(
-        index=index,
-        name=str(msg.get_attr("IFLA_IFNAME") or ""),
-        kind=str(kind),
-        master=int(master) if master else None,
-        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
-        operstate=str(msg.get_attr("IFLA_OPERSTATE") or "unknown").lower(),
-        peer_index=int(peer) if peer and int(peer) != index else None,
-        peer_netnsid=int(netnsid) if netnsid is not None else None,
-    )
+_BY_NAME = attrgetter("name")
 
 
 def read_topology() -> tuple[Link, ...]:
     """Every interface of this process's network namespace, sorted by name."""
-    with IPRoute() as ipr:
-        links = [parse_link_message(m) for m in ipr.get_links()]
-    return tuple(sorted(links, key=lambda link: link.name))
+    return tuple(sorted(rtnetlink.read_links(), key=_BY_NAME))
 
 
 def read_netnsid(path: str) -> int | None:
@@ -69,38 +42,17 @@ def read_netnsid(path: str) -> int | None:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with IPRoute() as ipr:
-            reply = ipr.get_netnsid(fd=fd)
-    except NetlinkError as exc:
+        return rtnetlink.read_netnsid_of_fd(fd)
+    except rtnetlink.NetlinkError as exc:
         # E.g. EINVAL: the path is no longer a namespace (Docker leaves a removed
-        # container's SandboxKey behind as a plain file). Callers expect OSError.
-        raise OSError(exc.code, f"{path}: {os.strerror(exc.code)}") from exc
+        # container's SandboxKey behind as a plain file).
+        raise OSError(exc.errno, f"{path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
-    nsid = reply.get("nsid") if reply else None
-    if nsid is None or int(nsid) in NETNSID_UNASSIGNED:
-        return None
-    return int(nsid)
-
-
-def _route_nexthops(msg: Any) -> list[tuple[int | None, str]]:
-    """(oif, gateway) of each next hop of one route message."""
-    multipath = msg.get_attr("RTA_MULTIPATH")
-    if multipath:
-        return [
-            (hop.get("oif"), str(hop.get_attr("RTA_GATEWAY") or _via(hop.get_attr("RTA_VIA"))))
-            for hop in multipath
-        ]
-    gateway = msg.get_attr("RTA_GATEWAY") or _via(msg.get_attr("RTA_VIA"))
-    return [(msg.get_attr("RTA_OIF"), str(gateway))]
-
-
-def _via(via: Any) -> str:
-    return str(via.get("addr", "")) if isinstance(via, Mapping) else ""
 
 
 def build_routes(
-    raw: Iterable[tuple[str, int, int, int, list[tuple[int | None, str]]]],
+    raw: Iterable[rtnetlink.RouteEntry],
     bridges: Mapping[int, str],
     names: Mapping[int, str],
 ) -> RoutesData:
@@ -131,20 +83,8 @@ def build_routes(
 def read_routes() -> RoutesData:
     """The main table's IPv4 and IPv6 routes through a bridge, plus the default route(s)."""
     bridges = rtnetlink.read_link_names("bridge")
-    raw: list[tuple[str, int, int, int, list[tuple[int | None, str]]]] = []
-    with IPRoute() as ipr:
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-                table = msg.get_attr("RTA_TABLE") or msg["table"]
-                raw.append(
-                    (
-                        str(msg.get_attr("RTA_DST") or ""),
-                        int(msg["dst_len"]),
-                        int(table),
-                        int(msg["type"]),
-                        _route_nexthops(msg),
-                    )
-                )
+    entries = rtnetlink.read_route_entries(table=RT_TABLE_MAIN)
+    raw = [e for e in entries if e[2] == RT_TABLE_MAIN]
     names: dict[int, str] = {}
     for _dst, dst_len, _table, _type, hops in raw:
         for oif, _gw in hops:
