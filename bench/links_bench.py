@@ -3,8 +3,10 @@
 Builds a lab host namespace with 10 bridges and 1000 veth pairs whose peer ends
 live in "container" namespaces, then, inside the lab host, times (median of
 runs, wall and CPU) the raw RTM_GETSTATS dump, LinksCollector.collect() in
-steady state and one pyroute2 topology read, beside the floors of
-docs performance.md. Everything is torn down at the end.
+steady state, a topology read (raw RTM_GETLINK dump + parse), read_routes()
+(raw RTM_GETROUTE dumps) and, for comparison, pyroute2's get_links(), beside
+the floors of docs performance.md; and the process's RSS after those reads.
+Everything is torn down at the end.
 
     .venv/bin/python -m bench links [--veths 1000] [--bridges 10] [--peer-namespaces 1000]
 """
@@ -27,6 +29,8 @@ import lab  # noqa: E402  (tests/lab.py)
 FLOORS = {
     "stats_kernel": 0.29,
     "stats_python": 0.6,
+    "getlink_kernel": 17.0,
+    "getlink_python": 21.0,
     "pyroute2_get_links": 420.0,
 }
 
@@ -35,6 +39,11 @@ import json, sys, time
 from bench.timing import timed
 from exporter import links, rtnetlink
 
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS")).split()[1]) / 1024
+
+rss = {"imported": rss_mb()}
 out = {}
 import struct
 def tail_only(buf, seq):  # no parsing: is the last message NLMSG_DONE?
@@ -65,8 +74,20 @@ out["collect_topology_reads"] = collector.topology_reads - reads
 out["n_links"] = len(collector.collect().links)
 collector.close()
 
+rss["collector"] = rss_mb()
 out["topology"] = timed(links.read_topology, int(sys.argv[1]))
+rss["topology"] = rss_mb()
 out["routes"] = timed(links.read_routes, 3)
+out["n_routes"] = len(rtnetlink.read_route_entries())
+rss["routes"] = rss_mb()
+from pyroute2 import IPRoute  # only for comparison: the exporter no longer uses it
+rss["pyroute2_imported"] = rss_mb()
+def pyroute2_links():
+    with IPRoute() as ipr:
+        return ipr.get_links()
+out["pyroute2_topology"] = timed(pyroute2_links, int(sys.argv[1]))
+rss["pyroute2_topology"] = rss_mb()
+out["rss"] = rss
 print(json.dumps(out))
 """
 
@@ -170,14 +191,26 @@ def main(argv: list[str] | None = None) -> None:
         f"{FLOORS['stats_python']} (Python raw)",
     )
     row(
-        "topology read (pyroute2 get_links)",
+        "topology read (raw RTM_GETLINK dump + parse)",
         "topology",
+        f"{FLOORS['getlink_kernel']} (kernel), {FLOORS['getlink_python']} (Python raw)",
+    )
+    row(f"read_routes() (raw RTM_GETROUTE, {r['n_routes']} routes)", "routes", "-")
+    row(
+        "for comparison: pyroute2 get_links()",
+        "pyroute2_topology",
         f"{FLOORS['pyroute2_get_links']} (pyroute2)",
     )
-    row("read_routes()", "routes", "-")
     print(
         f"\ntopology re-reads during the {r['collect']['runs']} steady-state collects: "
         f"{r['collect_topology_reads']}"
+    )
+    m = r["rss"]
+    print(
+        f"RSS MB: {m['imported']:.1f} after imports, {m['collector']:.1f} with the collector, "
+        f"{m['topology']:.1f} after the topology reads, {m['routes']:.1f} after the route "
+        f"reads; {m['pyroute2_imported']:.1f} with pyroute2 imported, "
+        f"{m['pyroute2_topology']:.1f} after its get_links()"
     )
 
 
