@@ -51,5 +51,5 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The docker SDK and urllib3 log every connection attempt at debug/warning level.
-    for noisy in ("urllib3", "docker", "pyroute2"):
+    for noisy in ("urllib3", "docker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

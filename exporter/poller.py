@@ -139,10 +139,10 @@ class Poller:
                     error = "; ".join(partial)
             duration = time.monotonic() - t0
             if sys.getallocatedblocks() - blocks > BIG_READ_BLOCKS:
-                # A big read (a pyroute2 topology dump leaves ~230k objects of
-                # cyclic garbage at 1000 links) is freed now, before the next
-                # collector and the render allocate beside it: otherwise the
-                # process keeps that high-water mark as RSS.
+                # A big read (the first firewall text read, a Docker resync) is
+                # freed now, before the next collector and the render allocate
+                # beside it: otherwise the process keeps that high-water mark
+                # as RSS.
                 gc.collect()
             self._log_transition(slot, error)
             status.append(CollectorStatus(slot.name, not error, duration, error))
@@ -161,7 +161,7 @@ class Poller:
         counter lists): one collection of the young generation at the end costs
         less than the automatic collections (and their second passes over
         survivors) they would trigger along the way. The collectors, whose
-        libraries do make cycles (pyroute2), run with the collector as usual.
+        libraries may make cycles (the docker SDK), run with the collector as usual.
         """
         enabled = gc.isenabled()
         gc.disable()
