@@ -11,6 +11,7 @@ use), 2 bad flags or configuration.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import signal
 import sys
@@ -180,12 +181,31 @@ def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
     return out
 
 
+M_MMAP_THRESHOLD = -3  # glibc mallopt()
+
+
+def tune_malloc() -> None:
+    """Give each poll's multi-megabyte exposition back to the kernel when it is freed.
+
+    glibc serves blocks over the mmap threshold (128 KiB) with mmap, but after
+    the first such block is freed it raises the threshold to that block's size,
+    so the next expositions come from the heap and their pages stay resident.
+    A fixed threshold keeps them on mmap. Not glibc: nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_daemon(cfg: Config) -> int:
     from exporter.logs import setup_logging  # noqa: PLC0415 - not needed for --help
     from exporter.render import render_poll  # noqa: PLC0415 - not needed for --help
     from exporter.server import make_server, serve_in_thread  # noqa: PLC0415 - not needed for --help
 
     setup_logging(cfg.log.level, cfg.log.format)
+    tune_malloc()
     security = None
     if cfg.web.config_file:
         from exporter.webconfig import WebSecurity  # noqa: PLC0415 - only with a file
