@@ -410,9 +410,9 @@ def test_structure_change_rereads_text(fwlab: FwLab) -> None:
         fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker0", "-j", "DROP")
 
 
+# python-iptables reads only the legacy backend: the legacy lab alone.
+@pytest.mark.parametrize("fwlab", ["legacy"], indirect=True)
 def test_python_iptables_oracle_agrees_on_legacy(fwlab: FwLab) -> None:
-    if fwlab.kind != "legacy":
-        pytest.skip("python-iptables reads only the legacy backend")
     names_before = fwlab.names()
     assert "filter" in names_before[0].split()  # never let the oracle create a table
     lab.ping(fwlab.c1, "172.18.0.2", 2)

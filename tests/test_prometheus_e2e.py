@@ -626,14 +626,14 @@ def _plot_panel(
     ax.legend(fontsize=6, loc="upper left", ncol=2 if len(moving) > 6 else 1)
 
 
+# The pictures are drawn from the iptables-nft run (Debian's default) alone.
+@pytest.mark.parametrize("dockerd_any", ["iptables-nft"], indirect=True)
 def test_render_dashboard_pictures(warmed: Site) -> None:
     matplotlib = pytest.importorskip("matplotlib", reason="pictures need matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the backend)
 
     site = warmed
-    if site.dl.legacy:
-        pytest.skip("the pictures are drawn from the iptables-nft run (Debian's default)")
     if UPDATE_PNGS:
         site.wait_for(
             f"{PICTURE_SECONDS}s of data for the committed pictures",
