@@ -352,13 +352,11 @@ class XtReader:
 
     def __init__(self) -> None:
         self._socks: dict[str, socket.socket] = {}
-        self._bufs: dict[tuple[str, str], bytearray] = {}
 
     def close(self) -> None:
         for s in self._socks.values():
             s.close()
         self._socks.clear()
-        self._bufs.clear()
 
     def _fd(self, family: XtFamily) -> int:
         sock = self._socks.get(family.name)
@@ -398,17 +396,13 @@ class XtReader:
     def entries(
         self, family: XtFamily, table: str, *, known: list[str] | None = None
     ) -> tuple[XtInfo, bytearray]:
-        """GET_INFO then GET_ENTRIES; returns the info and a buffer whose bytes [40:] are the blob.
-
-        The buffer is reused between calls for the same table: copy what you keep.
-        """
+        """GET_INFO then GET_ENTRIES: the info and a new buffer whose bytes [40:] are the blob."""
         for _ in range(5):
             info = self.info(family, table, known=known)
-            key = (family.name, table)
-            buf = self._bufs.get(key)
-            total = _GET_ENTRIES_HDR.size + info.size
-            if buf is None or len(buf) != total:
-                buf = self._bufs[key] = bytearray(total)
+            # A fresh buffer each read: with the daemon's fixed mmap threshold
+            # (cli.tune_malloc) a large one is given back when freed instead of
+            # staying resident between polls (3 MB at 10k rules).
+            buf = bytearray(_GET_ENTRIES_HDR.size + info.size)
             _GET_ENTRIES_HDR.pack_into(buf, 0, table.encode(), info.size)
             try:
                 self._getsockopt(family, IPT_SO_GET_ENTRIES, table, buf)
