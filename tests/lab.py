@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 # The seed's ruleset (shared/fixtures/ of the project), kept in the repository so a
 # clone tests on its own.
@@ -463,3 +464,12 @@ def tcp_connect(ns: Netns, addr: str, port: int, count: int) -> int:
     (``tcp_server``, ``busybox nc -ll -p PORT -e true``).
     """
     return int(ns.exec(sys.executable, "-c", _TCP_CLIENT, addr, str(port), str(count)).strip())
+
+
+def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A text exposition as {sample name: [(labels, value)]}, parsed by prometheus_client."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import dockerlab
+import lab
 import pytest
 from dockerlab import REPO, DockerLab
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.lab, pytest.mark.docker]
 
@@ -56,11 +56,7 @@ class Exporter:
             return r.stdout if r.returncode == 0 else None
 
         text = dockerlab.poll_until("the exporter to answer", answer, timeout=30)
-        out: Samples = {}
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                out.setdefault(s.name, []).append((s.labels, s.value))
-        return out
+        return lab.parse_exposition(text)
 
     def scrape_after(self, t: float) -> tuple[float, Samples]:
         """The first exposition of a poll that finished after Unix time ``t``."""

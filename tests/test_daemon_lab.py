@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests import lab
 
@@ -161,7 +160,7 @@ class Daemon:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             text = self.scrape()
-            got = parse(text)
+            got = lab.parse_exposition(text)
             if got["netpath_poll_timestamp_seconds"][0][1] > t:
                 self.last_text = text
                 return got
@@ -190,14 +189,6 @@ def daemon(seed_lab: SeedLab) -> Iterator[Daemon]:
     d = Daemon(seed_lab.host)
     yield d
     d.stop()
-
-
-def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
 
 
 _COUNTED = re.compile(r"^\[(\d+):(\d+)\] -A (\S+) (.*)$")

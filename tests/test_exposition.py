@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 
+import lab
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.exposition import ExpositionWriter, format_value, gzip_bytes
 from exporter.model import MetricFamily
@@ -19,14 +19,6 @@ def fam(
     return MetricFamily(name, typ, f"help of {name}", labels, tuple(samples))
 
 
-def parse(body: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for f in text_string_to_metric_families(body.decode()):
-        for s in f.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
-
-
 def test_round_trip_with_escapes() -> None:
     nasty = 'a"b\\c\nd -o br-x -j DROP'
     body = ExpositionWriter().render(
@@ -35,7 +27,7 @@ def test_round_trip_with_escapes() -> None:
             MetricFamily("g", "gauge", "multi\nline \\ help", (), (((), 0.25),)),
         ]
     )
-    got = parse(body)
+    got = lab.parse_exposition(body.decode())
     assert got["x_total"] == [({"a": nasty}, 3.0), ({"a": "plain"}, float(2**62))]
     assert got["g"] == [({}, 0.25)]
     assert b'x_total{a="plain"} 4611686018427387904\n' in body
@@ -52,7 +44,7 @@ def test_prefix_cache_follows_the_series() -> None:
     w = ExpositionWriter()
     w.render([fam("c_total", [(("1",), 1), (("2",), 2)])])
     body = w.render([fam("c_total", [(("2",), 5)])])
-    assert parse(body)["c_total"] == [({"a": "2"}, 5.0)]
+    assert lab.parse_exposition(body.decode())["c_total"] == [({"a": "2"}, 5.0)]
     assert w._families["c_total"].labels == [("2",)]  # the gone series left the cache
     w.render([fam("other_total", [(("1",), 1)])])
     assert list(w._families) == ["other_total"]  # and so did the gone family
@@ -95,5 +87,5 @@ label_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 )
 def test_any_label_values_parse_back(samples: list[tuple[str, int]]) -> None:
     body = ExpositionWriter().render([fam("h_total", [((k,), v) for k, v in samples])])
-    got = parse(body).get("h_total", [])
+    got = lab.parse_exposition(body.decode()).get("h_total", [])
     assert [(labels["a"], float(v)) for labels, v in got] == [(k, float(v)) for k, v in samples]

@@ -39,7 +39,6 @@ from typing import Any
 import dockerlab
 import lab
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.lab
 
@@ -48,14 +47,6 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
 
 
 def success(got: Samples) -> dict[str, float]:
@@ -212,7 +203,7 @@ class Scraper:
     def scrape(self) -> Samples:
         status, body = self.get()
         assert status == 200, body
-        return parse(body)
+        return lab.parse_exposition(body)
 
     def wait_for(self, what: str, ok: Callable[[Samples], bool], timeout: float = 60) -> Samples:
         last: list[Samples] = [{}]
@@ -221,7 +212,7 @@ class Scraper:
             status, body = self.get()
             if status != 200:
                 return None
-            last[0] = got = parse(body)
+            last[0] = got = lab.parse_exposition(body)
             return got if ok(got) else None
 
         try:
@@ -601,7 +592,7 @@ def test_container_churn_60s(
             status, body = e.scraper.get()
             answered.append(status)
             if status == 200:
-                for name, ok in success(parse(body)).items():
+                for name, ok in success(lab.parse_exposition(body)).items():
                     if not ok:
                         failing[name] = failing.get(name, 0) + 1
             next_at += 0.5

@@ -28,7 +28,6 @@ from pathlib import Path
 import dockerlab
 import lab
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.lab
 
@@ -113,11 +112,7 @@ class Daemon:
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if proc.returncode == 0:
-                out: dict[str, list[tuple[dict[str, str], float]]] = {}
-                for fam in text_string_to_metric_families(proc.stdout):
-                    for s in fam.samples:
-                        out.setdefault(s.name, []).append((s.labels, s.value))
-                return out
+                return lab.parse_exposition(proc.stdout)
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise AssertionError(f"exporter not answering (rc={self.proc.poll()}): {err}")
