@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -473,3 +474,14 @@ def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]
         for s in fam.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 in this namespace right now.
+
+    Ports are per network namespace: in a fresh lab any port is free, and this one
+    is a plausible number that is also free here.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -11,7 +11,6 @@ iptables-legacy.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +32,7 @@ class Exporter:
 
     def __init__(self, dl: DockerLab) -> None:
         self.dl = dl
-        with socket.socket() as s:  # ports are per namespace; any plausible number will do
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = lab.free_port()  # ports are per namespace; any plausible number will do
         self.proc = subprocess.Popen(
             ["nsenter", f"--net={dl.netns.path}", sys.executable, "-m", "exporter",
              f"--web.listen-address=127.0.0.1:{self.port}", "--poll.interval=300ms",

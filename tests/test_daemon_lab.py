@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -119,7 +118,7 @@ class Daemon:
 
     def __init__(self, ns: lab.Netns, *args: str) -> None:
         self.ns = ns
-        self.port = _free_port()
+        self.port = lab.free_port()
         self.proc = ns.popen(
             *EXPORTER,
             f"--web.listen-address=127.0.0.1:{self.port}",
@@ -174,14 +173,6 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def _free_port() -> int:
-    # Ports are per network namespace: any port is free in a fresh lab; pick one at random
-    # that is also free here so the number is plausible.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -64,12 +63,6 @@ def containers_seen(got: Samples) -> set[str]:
 # ---------------------------------------------------------------------------
 # The exporter process and a scraper inside the lab namespace
 # ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -125,7 +118,7 @@ class Exporter:
         self, ns_path: str, tmp: Path, *args: str, env: dict[str, str] | None = None
     ) -> None:
         self.ns_path = ns_path
-        self.port = _free_port()
+        self.port = lab.free_port()
         self.log_path = tmp / f"exporter-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

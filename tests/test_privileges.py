@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -94,9 +93,7 @@ class Daemon:
         self, ns: lab.Netns, user: list[str], *args: str, env: dict[str, str] | None = None
     ):
         self.ns = ns
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = lab.free_port()
         self.proc = subprocess.Popen(
             exporter(ns, user, f"--web.listen-address=127.0.0.1:{self.port}",
                      "--poll.interval=300ms", *args),

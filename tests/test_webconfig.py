@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
+import lab
 import pytest
 
 from exporter.server import ExporterHTTPServer
@@ -637,12 +638,6 @@ def test_certificate_rotation_without_restart(serve: object, certs: Certs, tmp_p
 # ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_invalid_web_config_is_a_clear_error_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "web.yml"
     bad.write_text("basic_auth_users:\n  alice: hunter2\nhttp_server_config:\n  http3: true\n")
@@ -654,7 +649,7 @@ def test_invalid_web_config_is_a_clear_error_at_start(tmp_path: Path) -> None:
             "--web.config.file",
             str(bad),
             "--web.listen-address",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{lab.free_port()}",
         ],
         check=False,
         capture_output=True,
