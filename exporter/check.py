@@ -209,7 +209,7 @@ def build_findings(
         s = status.get(name)
         if data is None:
             err = s.error if s is not None else "not run"
-            out.append(Finding(FAIL, name, f"cannot read: {err}{_hint(name, err, caps)}"))
+            out.append(Finding(FAIL, name, f"cannot read: {err}{_hint(name, err)}"))
             continue
         if name == "containers" and isinstance(data, DockerData):
             out.extend(_docker_findings(data, cfg.docker.resolved_host()))
@@ -220,14 +220,14 @@ def build_findings(
     return out
 
 
-def _hint(collector: str, error: str, caps: ProcessCaps) -> str:
+def _hint(collector: str, error: str) -> str:
+    if collector != "containers" or "dockerd running" in error or "Docker socket" in error:
+        # The firewall's messages, and the containers' common ones, name their own fix.
+        return ""
     low = error.lower()
-    if collector == "containers" and ("permission" in low or "denied" in low):
+    if "permission" in low or "denied" in low:
         return " (the Docker socket needs read/write access: group docker, or root)"
-    if collector == "containers":
-        return " (is dockerd running? --docker.host / DOCKER_HOST)"
-    # The firewall's own messages name the capability or file each step needs.
-    return ""
+    return " (is dockerd running? --docker.host / DOCKER_HOST)"
 
 
 def render_findings(findings: Iterable[Finding]) -> str:

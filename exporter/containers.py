@@ -18,9 +18,11 @@ label or environment variable ever becomes a metric label.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -682,7 +684,30 @@ def _describe(host: str, exc: BaseException) -> str:
 
     if isinstance(exc, docker.errors.APIError):
         return f"Docker at {host} answered with an error: {exc}"
+    root = _root_os_error(exc)
+    if root is not None and root.errno is not None:
+        hint = {
+            errno.ENOENT: "no such socket: is dockerd running? (--docker.host / DOCKER_HOST)",
+            errno.ECONNREFUSED: "connection refused: is dockerd running?",
+            errno.EACCES: "permission denied: the exporter needs access to the Docker socket",
+        }.get(root.errno, os.strerror(root.errno))
+        return f"cannot reach Docker at {host}: {hint}"
     return f"cannot reach Docker at {host}: {exc}"
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError at the bottom of requests' and urllib3's wrapping, if any."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        cur = todo.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur
+        todo += [cur.__cause__, cur.__context__, *cur.args]
+    return None
 
 
 def _is_connection_error(exc: BaseException) -> bool:
