@@ -687,11 +687,11 @@ def _describe(host: str, exc: BaseException) -> str:
     root = _root_os_error(exc)
     if root is not None and root.errno is not None:
         hint = {
-            errno.ENOENT: "no such socket: is dockerd running? (--docker.host / DOCKER_HOST)",
-            errno.ECONNREFUSED: "connection refused: is dockerd running?",
-            errno.EACCES: "permission denied: the exporter needs access to the Docker socket",
-        }.get(root.errno, os.strerror(root.errno))
-        return f"cannot reach Docker at {host}: {hint}"
+            errno.ENOENT: " (is dockerd running? --docker.host / DOCKER_HOST)",
+            errno.ECONNREFUSED: " (is dockerd running?)",
+            errno.EACCES: " (the Docker socket needs read/write access: group docker, or root)",
+        }.get(root.errno, "")
+        return f"cannot reach Docker at {host}: {os.strerror(root.errno)}{hint}"
     return f"cannot reach Docker at {host}: {exc}"
 
 
