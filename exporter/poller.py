@@ -114,10 +114,6 @@ class Poller:
         self.latest: Snapshot | None = None
         self.polls = 0
 
-    @property
-    def collector_names(self) -> list[str]:
-        return [s.name for s in self._slots]
-
     def poll_once(self) -> Snapshot:
         start = time.monotonic()
         data: dict[str, object] = {}
