@@ -30,11 +30,11 @@ apt_install() {
     fi
     if [ -z "$APT_UPDATED" ]; then
         log "apt-get update"
-        apt-get update -q >/dev/null
+        apt-get -o DPkg::Lock::Timeout=900 update -q >/dev/null
         APT_UPDATED=1
     fi
     log "apt-get install ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
