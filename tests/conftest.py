@@ -7,6 +7,9 @@ reused by the next module; when a module asks for the other kind, a lab
 nobody holds is torn down first, so usually only one dockerd runs. Each
 module starts from an empty lab (containers and user networks of the previous
 module are removed) with the ``netpath-test/busybox`` image imported.
+
+Podman: ``podman_netavark`` and ``podman_cni`` hand a module a real rootful
+Podman (see tests/podmanlab.py) with its API service, torn down after the module.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import dockerlab
+import podmanlab
 import pytest
 
 from exporter.config import Config
@@ -59,6 +63,24 @@ def dockerd_any(
 ) -> Iterator[dockerlab.DockerLab]:
     """Each test runs once against each kind of lab dockerd (nft first, then legacy)."""
     yield from _lab(docker_labs, legacy=request.param == "iptables-legacy")
+
+
+def _podman(backend: str) -> Iterator[podmanlab.PodmanLab]:
+    podmanlab.need_podman(backend)
+    with podmanlab.podman_lab(backend) as pl:
+        yield pl
+
+
+@pytest.fixture(scope="module")
+def podman_netavark() -> Iterator[podmanlab.PodmanLab]:
+    """A running lab Podman (netavark backend) with its API service, for one module."""
+    yield from _podman("netavark")
+
+
+@pytest.fixture(scope="module")
+def podman_cni() -> Iterator[podmanlab.PodmanLab]:
+    """A running lab Podman (CNI backend) with its API service, for one module."""
+    yield from _podman("cni")
 
 
 def _one_gauge(poll: PollResult) -> list[MetricFamily]:
