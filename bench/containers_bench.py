@@ -29,8 +29,12 @@ SETUP = r"""
 import json
 from bench.timing import once, timed
 from exporter.config import DockerConfig
-from exporter.links import LinksCollector
-from exporter.containers import ContainersCollector, build_container_interfaces, render_containers
+from exporter.collectors.links import LinksCollector
+from exporter.sources.docker import (
+    ContainersCollector,
+    build_container_interfaces,
+    render_containers,
+)
 
 links = LinksCollector()
 coll = ContainersCollector(DockerConfig())

@@ -51,7 +51,7 @@ import json, statistics, sys, time
 from exporter.cli import collector_factories
 from exporter.config import Config
 from exporter.poller import Poller
-from exporter.render import render_poll
+from exporter.metrics.render import render_poll
 cfg = Config(collectors={"links": True, "firewall": True, "sysctl": True, "routes": True,
                          "containers": False})
 p = Poller(collector_factories(cfg), lambda poll: render_poll(poll, cfg), 60)

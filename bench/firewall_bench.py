@@ -29,9 +29,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import lab  # noqa: E402  (tests/lab.py)
 
-from exporter import nfnetlink, xtables  # noqa: E402
 from exporter.config import FirewallConfig  # noqa: E402
-from exporter.firewall import FirewallCollector, render_firewall  # noqa: E402
+from exporter.firewall.collector import FirewallCollector, render_firewall  # noqa: E402
+from exporter.netlink import netfilter as nfnetlink  # noqa: E402
+from exporter.netlink import xtables  # noqa: E402
 
 # shared/design/performance.md, firewall rule counters at 10k rules (ms)
 FLOORS = {

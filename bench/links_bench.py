@@ -37,7 +37,8 @@ FLOORS = {
 MEASURE = r"""
 import json, sys, time
 from bench.timing import timed
-from exporter import links, rtnetlink
+from exporter.collectors import links
+from exporter.netlink import route as rtnetlink
 
 def rss_mb():
     with open("/proc/self/status") as f:

@@ -21,10 +21,10 @@ from typing import TextIO
 
 from exporter import __version__
 from exporter.config import COLLECTORS, Config, ConfigError
-from exporter.containers import has_own_netns
-from exporter.docker_rules import detect_layout
+from exporter.meaning.docker import detect_layout
 from exporter.model import DockerData, FirewallData, LinksData, RoutesData, SysctlData
 from exporter.poller import Factory, Poller, PollResult
+from exporter.sources.docker import has_own_netns
 
 # The capabilities the exporter uses, with what is lost without each.
 NEEDED_CAPS: Mapping[str, str] = {
@@ -252,7 +252,7 @@ def read_process_caps(path: str = "/proc/self/status") -> ProcessCaps:
 def read_web_finding(path: str) -> tuple[str, str] | None:
     if not path:
         return None
-    from exporter.webconfig import WebSecurity  # noqa: PLC0415 - only when a file is given
+    from exporter.web.security import WebSecurity  # noqa: PLC0415 - only when a file is given
 
     try:
         active = WebSecurity(path).current()

@@ -140,27 +140,27 @@ def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
     out: list[tuple[str, Factory]] = []
 
     def links() -> object:
-        from exporter.links import LinksCollector  # noqa: PLC0415 - deferred: fails only its collector
+        from exporter.collectors.links import LinksCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return LinksCollector()
 
     def firewall() -> object:
-        from exporter.firewall import FirewallCollector  # noqa: PLC0415 - deferred: fails only its collector
+        from exporter.firewall.collector import FirewallCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return FirewallCollector(cfg.firewall)
 
     def sysctl() -> object:
-        from exporter.sysctl import SysctlCollector  # noqa: PLC0415 - deferred: fails only its collector
+        from exporter.collectors.sysctl import SysctlCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return SysctlCollector()
 
     def routes() -> object:
-        from exporter.links import RoutesCollector  # noqa: PLC0415 - deferred: fails only its collector
+        from exporter.collectors.links import RoutesCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return RoutesCollector()
 
     def containers() -> object:
-        from exporter.containers import ContainersCollector  # noqa: PLC0415 - deferred: fails only its collector
+        from exporter.sources.docker import ContainersCollector  # noqa: PLC0415 - deferred: fails only its collector
 
         return ContainersCollector(cfg.docker)
 
@@ -201,14 +201,14 @@ def tune_malloc() -> None:
 
 def run_daemon(cfg: Config) -> int:
     from exporter.logs import setup_logging  # noqa: PLC0415 - not needed for --help
-    from exporter.render import render_poll  # noqa: PLC0415 - not needed for --help
-    from exporter.server import make_server, serve_in_thread  # noqa: PLC0415 - not needed for --help
+    from exporter.metrics.render import render_poll  # noqa: PLC0415 - not needed for --help
+    from exporter.web.server import make_server, serve_in_thread  # noqa: PLC0415 - not needed for --help
 
     setup_logging(cfg.log.level, cfg.log.format)
     tune_malloc()
     security = None
     if cfg.web.config_file:
-        from exporter.webconfig import WebSecurity  # noqa: PLC0415 - only with a file
+        from exporter.web.security import WebSecurity  # noqa: PLC0415 - only with a file
 
         try:
             security = WebSecurity(cfg.web.config_file)
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("check", "explain"):
         parser.prog = f"netpath-exporter {command}"
     if command == "explain":
-        from exporter.explain import add_explain_arguments  # noqa: PLC0415 - only for `explain`
+        from exporter.paths.explain import add_explain_arguments  # noqa: PLC0415 - only for `explain`
 
         add_explain_arguments(parser)
     args = parser.parse_args(argv)
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_check(cfg, collector_factories(cfg))
     if command == "explain":
-        from exporter.explain import run_explain  # noqa: PLC0415 - only for `explain`
+        from exporter.paths.explain import run_explain  # noqa: PLC0415 - only for `explain`
 
         return run_explain(cfg, args.container, interval=args.interval, as_json=args.json)
     return run_daemon(cfg)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.collector import Collector, CollectorError
-from exporter.exposition import ExpositionWriter, gzip_bytes
+from exporter.metrics.exposition import ExpositionWriter, gzip_bytes
 from exporter.model import MetricFamily
 
 log = logging.getLogger("netpath.poller")

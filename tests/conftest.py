@@ -23,8 +23,8 @@ import pytest
 from exporter.config import Config
 from exporter.model import MetricFamily
 from exporter.poller import Poller, PollResult
-from exporter.server import ExporterHTTPServer, serve_in_thread
-from exporter.webconfig import WebSecurity
+from exporter.web.security import WebSecurity
+from exporter.web.server import ExporterHTTPServer, serve_in_thread
 
 
 @pytest.fixture(scope="session")

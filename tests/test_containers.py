@@ -21,16 +21,6 @@ from dockerlab import poll_until
 
 from exporter.collector import CollectorError
 from exporter.config import DockerConfig
-from exporter.containers import (
-    ContainersCollector,
-    build_container_interfaces,
-    container_running,
-    netns_paths,
-    parse_container,
-    parse_event,
-    parse_network,
-    render_containers,
-)
 from exporter.model import (
     Container,
     ContainerEndpoint,
@@ -41,6 +31,16 @@ from exporter.model import (
     LinkStats,
     MetricFamily,
     PortBinding,
+)
+from exporter.sources.docker import (
+    ContainersCollector,
+    build_container_interfaces,
+    container_running,
+    netns_paths,
+    parse_container,
+    parse_event,
+    parse_network,
+    render_containers,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "containers"

@@ -28,8 +28,8 @@ ARP_AND_NOISE = 4  # ARP request/reply, plus a reachability re-check
 
 PROBE = """
 from exporter.config import DockerConfig
-from exporter.links import LinksCollector
-from exporter.containers import ContainersCollector, render_containers
+from exporter.collectors.links import LinksCollector
+from exporter.sources.docker import ContainersCollector, render_containers
 
 links = LinksCollector()
 containers = ContainersCollector(DockerConfig(timeout=5))

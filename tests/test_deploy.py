@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.webconfig import parse_web_config
+from exporter.web.security import parse_web_config
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter.docker_rules import (
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_text
+from exporter.meaning.docker import (
     detect_layout,
     network_bridge,
     parse_iptables_rule,
     parse_nft_rule,
     render_docker,
 )
-from exporter.iptables_save import parse_iptables_save
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
@@ -37,7 +38,6 @@ from exporter.model import (
     Rule,
     Table,
 )
-from exporter.nft_text import parse_nft_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "docker_rules"
 SEED_RULESET = FIXTURES.parent / "firewall" / "seed-docker-classic.iptables-save"

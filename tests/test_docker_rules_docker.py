@@ -34,9 +34,9 @@ NETA, NETB = "10.214.1.0/24", "10.214.2.0/24"
 
 PROBE = """
 from exporter.config import DockerConfig, FirewallConfig
-from exporter.containers import ContainersCollector
-from exporter.docker_rules import render_docker
-from exporter.firewall import FirewallCollector
+from exporter.sources.docker import ContainersCollector
+from exporter.meaning.docker import render_docker
+from exporter.firewall.collector import FirewallCollector
 
 firewall = FirewallCollector(FirewallConfig())
 containers = ContainersCollector(DockerConfig(timeout=5))

@@ -34,7 +34,7 @@ from typing import Any
 import lab
 import pytest
 
-from exporter.docker_rules import render_docker
+from exporter.meaning.docker import render_docker
 from exporter.model import (
     Chain,
     Container,
@@ -163,7 +163,7 @@ def docker_lab_host(layout: str, backend: str, *, ipv6: bool = False) -> Iterato
 _READ = r"""
 import dataclasses, json
 from exporter.config import FirewallConfig
-from exporter.firewall import FirewallCollector
+from exporter.firewall.collector import FirewallCollector
 c = FirewallCollector(FirewallConfig())
 try:
     print(json.dumps(dataclasses.asdict(c.collect())))

@@ -1,4 +1,4 @@
-"""The packet-path walk (exporter.explain) on literal data: the seed host and every layout.
+"""The packet-path walk (exporter.paths.explain) on literal data: the seed host and every layout.
 
 The seed scenario (tests/scenarios/seed: docker0 with ``client``, the user
 network ``appnet`` on br-40d652e0aac8 with ``shop-web-1`` publishing port 80)
@@ -19,8 +19,17 @@ import pytest
 from test_docker_rules import LAYOUTS, layout_firewall
 from test_golden import load_poll
 
-from exporter.docker_rules import render_docker
-from exporter.explain import (
+from exporter.meaning.docker import render_docker
+from exporter.model import (
+    Container,
+    DockerData,
+    FirewallData,
+    LinksData,
+    LinkStats,
+    RoutesData,
+    Rule,
+)
+from exporter.paths.explain import (
     Baseline,
     ContainerPath,
     ExplainError,
@@ -34,15 +43,6 @@ from exporter.explain import (
     format_path_text,
     parse_interval,
     path_to_json,
-)
-from exporter.model import (
-    Container,
-    DockerData,
-    FirewallData,
-    LinksData,
-    LinkStats,
-    RoutesData,
-    Rule,
 )
 
 SEED = Path(__file__).resolve().parent / "scenarios" / "seed"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.exposition import ExpositionWriter, format_value, gzip_bytes
+from exporter.metrics.exposition import ExpositionWriter, format_value, gzip_bytes
 from exporter.model import MetricFamily
 
 

@@ -421,8 +421,8 @@ def test_dockerd_killed_and_restarted_mid_poll(
 SETUP_VANISH = """
 import os, subprocess, time
 from exporter.config import DockerConfig
-from exporter.containers import ContainersCollector
-from exporter.links import LinksCollector, read_netnsid
+from exporter.sources.docker import ContainersCollector
+from exporter.collectors.links import LinksCollector, read_netnsid
 
 victim = {"id": None, "killed": 0}
 
@@ -453,7 +453,7 @@ coll = ContainersCollector(DockerConfig(host=os.environ["DOCKER_HOST"]),
 
 def test_read_netnsid_of_a_path_that_is_no_longer_a_namespace(tmp_path: Path) -> None:
     lab.need_root()
-    from exporter.links import read_netnsid  # noqa: PLC0415
+    from exporter.collectors.links import read_netnsid  # noqa: PLC0415
 
     plain = tmp_path / "sandbox-key-left-behind"
     plain.touch()

@@ -25,9 +25,9 @@ from typing import Any
 import lab
 import pytest
 
-from exporter import xtables
-from exporter.firewall import os_error_message, permission_hint
-from exporter.nfnetlink import NetlinkError
+from exporter.firewall.collector import os_error_message, permission_hint
+from exporter.netlink import xtables
+from exporter.netlink.netfilter import NetlinkError
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "firewall"
@@ -37,7 +37,7 @@ TWO_POLLS = r"""
 import json
 from exporter.collector import CollectorError
 from exporter.config import FirewallConfig
-from exporter.firewall import FirewallCollector
+from exporter.firewall.collector import FirewallCollector
 collector = FirewallCollector(FirewallConfig())
 out = []
 for _ in range(2):

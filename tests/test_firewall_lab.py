@@ -32,8 +32,8 @@ import dockerlab
 import lab
 import pytest
 
-from exporter.iptables_save import parse_iptables_save
-from exporter.nft_text import parse_nft_text
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_text
 
 pytestmark = pytest.mark.lab
 
@@ -46,7 +46,7 @@ AGENT = r"""
 import dataclasses, json, sys
 from exporter.collector import CollectorError
 from exporter.config import FirewallConfig
-from exporter.firewall import FirewallCollector
+from exporter.firewall.collector import FirewallCollector
 collector = FirewallCollector(FirewallConfig(**json.loads(sys.argv[1])))
 for line in sys.stdin:
     cmd = line.strip()

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.iptables_save import parse_iptables_save
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_rule_text, parse_nft_text
 from exporter.model import BACKEND_IPTABLES_LEGACY, BACKEND_IPTABLES_NFT
-from exporter.nft_text import parse_nft_rule_text, parse_nft_text
 
 FIX = Path(__file__).parent / "fixtures" / "firewall"
 

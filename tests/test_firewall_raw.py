@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter import nfnetlink as nl
-from exporter import xtables as xt
-from exporter.firewall import policy_counters
-from exporter.iptables_save import parse_iptables_save
+from exporter.firewall.collector import policy_counters
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_text
 from exporter.model import BACKEND_IPTABLES_NFT, BACKEND_NFTABLES
-from exporter.nft_text import parse_nft_text
+from exporter.netlink import netfilter as nl
+from exporter.netlink import xtables as xt
 
 FIX = Path(__file__).parent / "fixtures" / "firewall"
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from exporter.config import FirewallConfig
-from exporter.firewall import backend_families, render_firewall, select_chain, table_holds_rules
+from exporter.firewall.collector import (
+    backend_families,
+    render_firewall,
+    select_chain,
+    table_holds_rules,
+)
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,

@@ -23,15 +23,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter import nfnetlink, rtnetlink, xtables
 from exporter.check import parse_capabilities
+from exporter.collectors.sysctl import parse_switch
 from exporter.config import ConfigError, parse_config, parse_duration, parse_listen_address
-from exporter.containers import parse_container, parse_event, parse_network, parse_ports
-from exporter.docker_rules import parse_iptables_rule, parse_nft_rule
-from exporter.iptables_save import parse_iptables_save
-from exporter.nft_text import parse_nft_rule_text, parse_nft_text
-from exporter.sysctl import parse_switch
-from exporter.webconfig import WebConfigError, parse_basic_auth, parse_web_config
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_rule_text, parse_nft_text
+from exporter.meaning.docker import parse_iptables_rule, parse_nft_rule
+from exporter.netlink import netfilter as nfnetlink
+from exporter.netlink import route as rtnetlink
+from exporter.netlink import xtables
+from exporter.sources.docker import parse_container, parse_event, parse_network, parse_ports
+from exporter.web.security import WebConfigError, parse_basic_auth, parse_web_config
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 HANG_SECONDS = 5  # one example taking this long is a hang (they take microseconds)

@@ -19,9 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config
-from exporter.containers import parse_container, parse_network
-from exporter.exposition import ExpositionWriter
-from exporter.iptables_save import parse_iptables_save
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.metrics.exposition import ExpositionWriter
+from exporter.metrics.render import render_poll
 from exporter.model import (
     DockerData,
     FirewallData,
@@ -33,7 +33,7 @@ from exporter.model import (
     SysctlData,
 )
 from exporter.poller import CollectorStatus, PollResult
-from exporter.render import render_poll
+from exporter.sources.docker import parse_container, parse_network
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 UPDATE = os.environ.get("NETPATH_UPDATE_GOLDEN") == "1"

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from exporter import rtnetlink
-from exporter.links import render_interfaces
+from exporter.collectors.links import render_interfaces
 from exporter.model import Link, LinksData, LinkStats, MetricFamily
+from exporter.netlink import route as rtnetlink
 
 FIXTURES = Path(__file__).parent / "fixtures" / "links"
 

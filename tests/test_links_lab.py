@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 AGENT = r"""
 import dataclasses, json, sys
 sys.path.insert(0, "tests")  # the pyroute2 oracles of test_links and test_routes
-from exporter import links, rtnetlink
+from exporter.collectors import links
+from exporter.netlink import route as rtnetlink
 collectors = {}
 
 def errno_of(read, arg):
@@ -324,7 +325,7 @@ def test_link_added_removed_renamed_seen_next_poll(labhost: Lab, agent: Agent) -
 
 OVERFLOW = r"""
 import errno, socket, subprocess
-from exporter import rtnetlink
+from exporter.netlink import route as rtnetlink
 monitor = rtnetlink.ChangeMonitor(rcvbuf=1024)  # the kernel doubles it: still far too small
 probe = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
 probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)

@@ -1,4 +1,4 @@
-"""The landing page's path view (exporter.pathview) from literal poll data: the seed host."""
+"""The landing page's path view (exporter.paths.page) from literal poll data: the seed host."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from test_golden import load_poll
 
 from exporter.model import LinksData
-from exporter.pathview import PathView, build_page_paths, render_path_page
+from exporter.paths.page import PathView, build_page_paths, render_path_page
 from exporter.poller import PollResult, Snapshot
 
 SEED = Path(__file__).resolve().parent / "scenarios" / "seed"

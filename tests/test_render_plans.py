@@ -21,11 +21,12 @@ from pathlib import Path
 import lab
 import pytest
 
-from exporter.docker_rules import render_docker
-from exporter.exposition import ExpositionWriter
-from exporter.firewall import render_firewall
-from exporter.iptables_save import parse_iptables_save
-from exporter.links import render_interfaces
+from exporter.collectors.links import render_interfaces
+from exporter.firewall.collector import render_firewall
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import parse_nft_text
+from exporter.meaning.docker import render_docker
+from exporter.metrics.exposition import ExpositionWriter
 from exporter.model import (
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
@@ -42,7 +43,6 @@ from exporter.model import (
     Rule,
     Table,
 )
-from exporter.nft_text import parse_nft_text
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = Path(__file__).resolve().parent / "fixtures" / "docker_rules"
@@ -249,8 +249,8 @@ def test_writer_notices_new_help_and_label_names() -> None:
 AGENT = r"""
 import dataclasses, json, subprocess, sys
 from exporter.config import FirewallConfig
-from exporter.docker_rules import render_docker
-from exporter.firewall import FirewallCollector, render_firewall
+from exporter.meaning.docker import render_docker
+from exporter.firewall.collector import FirewallCollector, render_firewall
 collector = FirewallCollector(FirewallConfig())
 ipt = sys.argv[1]
 def step(*cmd):

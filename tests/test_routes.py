@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from exporter import rtnetlink
-from exporter.links import RT_TABLE_MAIN, build_routes, render_routes
+from exporter.collectors.links import RT_TABLE_MAIN, build_routes, render_routes
 from exporter.model import Route, RoutesData
+from exporter.netlink import route as rtnetlink
 
 FIXTURES = Path(__file__).parent / "fixtures" / "links"
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.server import ExporterHTTPServer
+from exporter.web.server import ExporterHTTPServer
 
 
 @pytest.fixture

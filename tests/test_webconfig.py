@@ -24,8 +24,7 @@ import bcrypt
 import lab
 import pytest
 
-from exporter.server import ExporterHTTPServer
-from exporter.webconfig import (
+from exporter.web.security import (
     BasicAuth,
     RateLimiter,
     WebConfigError,
@@ -35,6 +34,7 @@ from exporter.webconfig import (
     peer_sans,
     read_web_config,
 )
+from exporter.web.server import ExporterHTTPServer
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = b"# HELP netpath_test t\n# TYPE netpath_test gauge\nnetpath_test 1\n"
@@ -668,7 +668,7 @@ def test_stalled_clients_are_dropped(
     serve: object, certs: Certs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client that never finishes its handshake or request gives its thread back."""
-    import exporter.server as server_mod  # noqa: PLC0415
+    import exporter.web.server as server_mod  # noqa: PLC0415
 
     monkeypatch.setattr(server_mod, "HANDSHAKE_TIMEOUT", 0.5)
     monkeypatch.setattr(server_mod.Handler, "timeout", 0.5)

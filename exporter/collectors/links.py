@@ -4,7 +4,7 @@ The topology (names, kinds, master bridge, veth peer) comes from a raw
 ``RTM_GETLINK`` dump, read only at start and when it changes; the counters
 from a raw ``RTM_GETSTATS`` dump on every poll; the routes from raw
 ``RTM_GETROUTE`` dumps when a link or route changed (all in
-:mod:`exporter.rtnetlink`).
+:mod:`exporter.netlink.route`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from exporter import rtnetlink
 from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
+from exporter.netlink import route as rtnetlink
 
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1

@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.collector import CollectorError
+from exporter.collectors.links import read_netnsid
 from exporter.config import DockerConfig
-from exporter.links import read_netnsid
 from exporter.model import (
     Container,
     ContainerEndpoint,
@@ -474,7 +474,7 @@ class _EventFollower:
 class ContainersCollector:
     """Running containers and networks, kept current by Docker's event stream.
 
-    ``netnsid_reader`` (default :func:`exporter.links.read_netnsid`) and
+    ``netnsid_reader`` (default :func:`exporter.collectors.links.read_netnsid`) and
     ``client_factory`` (default: a ``docker.DockerClient`` for ``cfg``) are
     seams for tests. ``api_calls`` counts Docker API requests made so far and
     ``resyncs`` the full resyncs (for tests and benchmarks).

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import cast
 
-from exporter import nfnetlink, xtables
 from exporter.collector import CollectorError
 from exporter.config import FirewallConfig
-from exporter.iptables_save import parse_iptables_save
+from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.nft_text import NftTable, parse_nft_text
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
@@ -47,9 +47,10 @@ from exporter.model import (
     Rule,
     Table,
 )
-from exporter.nfnetlink import NftChainInfo, NftReader, RuleCounter
-from exporter.nft_text import NftTable, parse_nft_text
-from exporter.xtables import XtCounterLayout, XtFamily, XtReader, XtTable
+from exporter.netlink import netfilter as nfnetlink
+from exporter.netlink import xtables
+from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
+from exporter.netlink.xtables import XtCounterLayout, XtFamily, XtReader, XtTable
 
 IPTABLES_NFT_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 _IPT_NFT_FAMILIES = {nfnetlink.NFPROTO_IPV4: "ipv4", nfnetlink.NFPROTO_IPV6: "ipv6"}
@@ -114,8 +115,8 @@ def permission_hint(tool: str, detail: str) -> str:
 def os_error_message(backend: str, exc: OSError, step: str = "", grant: str = "") -> str:
     """``BACKEND (STEP): REASON (WHAT GRANTS IT)`` for a failed raw read.
 
-    :class:`~exporter.xtables.XtError` carries its own step and grant, a
-    :class:`~exporter.nfnetlink.NetlinkError` its request; ``step`` and
+    :class:`~exporter.netlink.xtables.XtError` carries its own step and grant, a
+    :class:`~exporter.netlink.netfilter.NetlinkError` its request; ``step`` and
     ``grant`` stand in for the rest. The grant is named only when the kernel
     refused (EACCES, EPERM).
     """

@@ -1,7 +1,7 @@
 """The landing page's "path" view: every container's packet path as an HTML table.
 
 Built from the poller's latest snapshot (no extra I/O) with the same walk as
-``netpath-exporter explain`` (:mod:`exporter.explain`). Rates are taken
+``netpath-exporter explain`` (:mod:`exporter.paths.explain`). Rates are taken
 between the latest snapshot and the one this view saw before it
 (:class:`PathView` keeps it), so the window is the time between those two
 polls. Each row names the metric family that serves its figure, linked to
@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from exporter.explain import (
+from exporter.model import DockerData, FirewallData, LinksData, RoutesData
+from exporter.paths.explain import (
     Baseline,
     ChainView,
     ContainerPath,
@@ -25,7 +26,6 @@ from exporter.explain import (
     RuleView,
     build_paths,
 )
-from exporter.model import DockerData, FirewallData, LinksData, RoutesData
 from exporter.poller import PollResult, Snapshot
 
 PATH = "/path"

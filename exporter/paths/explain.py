@@ -2,14 +2,14 @@
 
 The walk (:func:`build_path`, pure) joins what the collectors read: the
 container's interface and its host veth (the veth join of
-:func:`exporter.containers.build_container_interfaces`), the bridge and its
+:func:`exporter.sources.docker.build_container_interfaces`), the bridge and its
 Docker network, the routes through the bridge and the default route with its
 uplink, then the firewall rules that apply to traffic from and to the
 network, chain by chain in traversal order, its published ports with their
 DNAT rules, its MASQUERADE rule and its drops by reason.
 
 Which rules are shown: the rules of the firewall backend Docker uses (as
-:mod:`exporter.docker_rules` chooses it) that *name this network* (its
+:mod:`exporter.meaning.docker` chooses it) that *name this network* (its
 bridge, in or out, negated or not; an address in its subnet; a DNAT target in
 it; nftables chains ``...__BRIDGE``), plus the rules that name *no other*
 interface or address (``-j DOCKER-USER``, ``-j RETURN``, the ``addrtype``
@@ -19,7 +19,7 @@ hook order (prerouting, input, forward, output, postrouting; raw, mangle,
 nat, filter within a hook), each followed by the chains it jumps to.
 
 What each rule means to Docker (a drop and its reason, a published port, the
-masquerade, a forward accept) is what :func:`exporter.docker_rules.render_docker`
+masquerade, a forward accept) is what :func:`exporter.meaning.docker.render_docker`
 makes of it, so ``explain`` and the ``netpath_docker_*`` metrics never
 disagree: it is run once over the ruleset with every rule's packet counter
 set to a distinct power of two, and each series' sum names its rules.
@@ -45,8 +45,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from exporter.config import Config, parse_duration
-from exporter.containers import build_container_interfaces, has_own_netns
-from exporter.docker_rules import (
+from exporter.meaning.docker import (
     _choose,
     parse_iptables_rule,
     parse_nft_rule,
@@ -67,6 +66,7 @@ from exporter.model import (
     Rule,
     Table,
 )
+from exporter.sources.docker import build_container_interfaces, has_own_netns
 
 # --------------------------------------------------------------------------
 # The path (plain data)
@@ -1180,7 +1180,7 @@ def read_container_ifnames(netnsid: int, timeout: float = 2.0) -> dict[int, str]
 
     One RTM_GETLINK dump with IFLA_TARGET_NETNSID: no namespace is entered.
     """
-    from exporter import rtnetlink  # noqa: PLC0415
+    from exporter.netlink import route as rtnetlink  # noqa: PLC0415
 
     body = rtnetlink.build_link_dump_request(1)[16:] + _RTA.pack(8, IFLA_TARGET_NETNSID, netnsid)
     req = _NLMSG.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST_DUMP, 1, 0) + body
@@ -1222,9 +1222,9 @@ def run_explain(
 ) -> int:
     """Explain one container of the local host; 0 when done, 1 when it cannot be explained."""
     from exporter.collector import CollectorError  # noqa: PLC0415
-    from exporter.containers import ContainersCollector  # noqa: PLC0415
-    from exporter.firewall import FirewallCollector  # noqa: PLC0415
-    from exporter.links import LinksCollector, read_routes  # noqa: PLC0415
+    from exporter.collectors.links import LinksCollector, read_routes  # noqa: PLC0415
+    from exporter.firewall.collector import FirewallCollector  # noqa: PLC0415
+    from exporter.sources.docker import ContainersCollector  # noqa: PLC0415
 
     out = out or sys.stdout
     err = err or sys.stderr

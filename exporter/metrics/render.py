@@ -8,11 +8,11 @@ from typing import TypeVar
 from prometheus_client import ProcessCollector
 
 from exporter import __version__
+from exporter.collectors.links import render_interfaces, render_routes
+from exporter.collectors.sysctl import render_sysctl
 from exporter.config import Config
-from exporter.containers import render_containers
-from exporter.docker_rules import render_docker
-from exporter.firewall import render_firewall
-from exporter.links import render_interfaces, render_routes
+from exporter.firewall.collector import render_firewall
+from exporter.meaning.docker import render_docker
 from exporter.model import (
     DockerData,
     FirewallData,
@@ -22,7 +22,7 @@ from exporter.model import (
     SysctlData,
 )
 from exporter.poller import PollResult
-from exporter.sysctl import render_sysctl
+from exporter.sources.docker import render_containers
 
 T = TypeVar("T")
 

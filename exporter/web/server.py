@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 from exporter import __version__
 from exporter.config import Config, parse_listen_address
-from exporter.exposition import CONTENT_TYPE
+from exporter.metrics.exposition import CONTENT_TYPE
 from exporter.model import FirewallData
-from exporter.pathview import PATH as PATH_VIEW
-from exporter.pathview import PathView
+from exporter.paths.page import PATH as PATH_VIEW
+from exporter.paths.page import PathView
 from exporter.poller import Poller, Snapshot
-from exporter.webconfig import (
+from exporter.web.security import (
     HANDSHAKE_TIMEOUT,
     ActiveWeb,
     WebSecurity,
