@@ -42,6 +42,15 @@ from exporter.model import (
     MetricFamily,
     PortBinding,
 )
+from exporter.sources.engine import (
+    ENDPOINTS,
+    INSPECT,
+    NETWORKS,
+    REMOVE,
+    EventFollower,
+    is_connection_error,
+    root_os_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +64,6 @@ NO_VETH_NETWORKS = frozenset({"host", "none"})
 # without asking Docker; the others re-inspect it.
 CONTAINER_EVENTS = ("start", "die", "destroy", "rename")
 NETWORK_EVENTS = ("connect", "disconnect", "create", "destroy")
-_REMOVE = "remove"
-_INSPECT = "inspect"
-_ENDPOINTS = "endpoints"  # a network (dis)connected: inspect, unless the container died
 
 # --------------------------------------------------------------------------
 # Parsing (pure): Docker API JSON -> model
@@ -227,13 +233,13 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
         cid = str(actor.get("ID") or event.get("id") or "")
         if not cid or action not in CONTAINER_EVENTS:
             return None
-        return cid, _REMOVE if action in ("die", "destroy") else _INSPECT
+        return cid, REMOVE if action in ("die", "destroy") else INSPECT
     if kind == "network":
         if action in ("create", "destroy"):
-            return "", "networks"
+            return "", NETWORKS
         if action in ("connect", "disconnect"):
             cid = str((actor.get("Attributes") or {}).get("container") or "")
-            return (cid, _ENDPOINTS) if cid else None
+            return (cid, ENDPOINTS) if cid else None
     return None
 
 
@@ -417,60 +423,6 @@ def render_containers(docker: DockerData, links: LinksData | None) -> list[Metri
 # --------------------------------------------------------------------------
 
 
-class _EventFollower:
-    """A thread reading one Docker event stream, noting what must be re-read."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._pending: dict[str, str] = {}
-        self._networks_changed = False
-        self.alive = True
-        self.error = ""
-        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._stream:
-                if isinstance(event, Mapping):
-                    self._note(event)
-            self.error = "the event stream ended"
-        except Exception as exc:  # the stream dies with the daemon, in many ways
-            self.error = f"the event stream failed: {exc}"
-        finally:
-            self.alive = False
-
-    def _note(self, event: Mapping[str, Any]) -> None:
-        parsed = parse_event(event)
-        if parsed is None:
-            return
-        cid, what = parsed
-        with self._lock:
-            if what == "networks":
-                self._networks_changed = True
-            elif what == _ENDPOINTS:
-                # A dying container's endpoints are disconnected after "die": keep the removal.
-                if self._pending.get(cid) != _REMOVE:
-                    self._pending[cid] = _INSPECT
-            else:
-                self._pending[cid] = what
-
-    def take(self) -> tuple[dict[str, str], bool]:
-        """What events asked for since the last call: ({container id: action}, networks changed)."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            networks, self._networks_changed = self._networks_changed, False
-        return pending, networks
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        except Exception as exc:  # closing a dead socket may fail; nothing to do about it
-            log.debug("closing the Docker event stream: %s", exc)
-        self._thread.join(timeout=2)
-
-
 class ContainersCollector:
     """Running containers and networks, kept current by Docker's event stream.
 
@@ -497,7 +449,7 @@ class ContainersCollector:
         self._clock = clock
         self._lock = threading.Lock()
         self._client: Any = None
-        self._events: _EventFollower | None = None
+        self._events: EventFollower | None = None
         self._version = ""
         self._containers: dict[str, Container] = {}
         self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of containers lacking an nsid
@@ -516,7 +468,7 @@ class ContainersCollector:
             except CollectorError:
                 raise
             except Exception as exc:
-                if not _is_connection_error(exc):
+                if not is_connection_error(exc):
                     raise
                 self._disconnect()
                 raise CollectorError(_describe(self._host, exc)) from exc
@@ -546,7 +498,7 @@ class ContainersCollector:
                 self._networks = self._read_networks()
                 self._data = None
             for cid, action in pending.items():
-                if action == _REMOVE:
+                if action == REMOVE:
                     self._forget(cid)
                 else:
                     self._refresh(cid)
@@ -579,7 +531,7 @@ class ContainersCollector:
             client.close()
             raise
         self._client = client
-        self._events = _EventFollower(stream)
+        self._events = EventFollower(stream, parse_event, "docker-events")
         self._resync()
         log.info("connected to Docker %s at %s", self._version, self._host)
 
@@ -684,7 +636,7 @@ def _describe(host: str, exc: BaseException) -> str:
 
     if isinstance(exc, docker.errors.APIError):
         return f"Docker at {host} answered with an error: {exc}"
-    root = _root_os_error(exc)
+    root = root_os_error(exc)
     if root is not None and root.errno is not None:
         hint = {
             errno.ENOENT: " (is dockerd running? --docker.host / DOCKER_HOST)",
@@ -693,28 +645,3 @@ def _describe(host: str, exc: BaseException) -> str:
         }.get(root.errno, "")
         return f"cannot reach Docker at {host}: {os.strerror(root.errno)}{hint}"
     return f"cannot reach Docker at {host}: {exc}"
-
-
-def _root_os_error(exc: BaseException) -> OSError | None:
-    """The OSError at the bottom of requests' and urllib3's wrapping, if any."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        cur = todo.pop()
-        if not isinstance(cur, BaseException) or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, OSError) and cur.errno is not None:
-            return cur
-        todo += [cur.__cause__, cur.__context__, *cur.args]
-    return None
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """Errors that mean Docker is absent, stopped, slow or broken (not a bug here)."""
-    import docker.errors  # noqa: PLC0415
-    import requests  # noqa: PLC0415
-
-    return isinstance(
-        exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError
-    )
