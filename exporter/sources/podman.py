@@ -1,0 +1,562 @@
+"""Podman containers and networks, over Podman's API socket.
+
+Podman serves the Docker Engine API (``/v1.41/...``) beside its own libpod API
+(``/v4.0.0/libpod/...``) on one socket; the ``docker`` package talks to both.
+The Docker-compatible endpoints list and inspect containers and stream events;
+a network's bridge (``network_interface``), subnets and options come from the
+libpod network list, because the compatible ones name no bridge. Podman's
+quirks, as Podman 4.3 answers:
+
+- an endpoint's ``NetworkID`` is the network's *name*: the real id is looked up
+  in the network list;
+- ``network connect``/``disconnect`` events carry the container in ``Actor.ID``
+  (Docker: in the attributes); a removed container says ``remove`` (Docker:
+  ``destroy``); network create/remove make no event, so networks are listed again
+  with every batch of events and at each resync;
+- netavark's ``isolate`` option is in the network's options (API) and its JSON
+  file (``/etc/containers/networks/NAME.json``, read if the API shows no options);
+- ``SandboxKey`` (``/run/netns/netns-<uuid>``) is in Podman's mount namespace;
+  ``/proc/<State.Pid>/ns/net`` is tried first.
+
+Containers with no host veth (rootless Podman: slirp4netns, pasta, or bridge
+networks inside the rootless network namespace; host or none networking) are
+listed with ``no_path_reason`` saying why, never dropped.
+
+Like the Docker source: a full resync (list + inspect) at connect, every
+``resync_interval`` and whenever the service comes back; in between only the
+containers events named are inspected again, so a quiet poll makes no API call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from exporter.collector import CollectorError
+from exporter.collectors.links import read_netnsid
+from exporter.model.workloads import Endpoint, Network, SourceData, Workload
+from exporter.sources.base import SourceAbsent
+from exporter.sources.docker import container_running, parse_ports
+from exporter.sources.engine import (
+    ENDPOINTS,
+    INSPECT,
+    NETWORKS,
+    REMOVE,
+    EventFollower,
+    is_connection_error,
+    root_os_error,
+)
+
+log = logging.getLogger(__name__)
+
+RUNTIME = "podman"
+DEFAULT_HOST = "unix:///run/podman/podman.sock"
+LIBPOD = "/v4.0.0/libpod"
+# Where rootful Podman keeps netavark's network files (containers.conf network_config_dir).
+NETWORK_DIRS = ("/etc/containers/networks",)
+
+COMPOSE_PROJECT = ("com.docker.compose.project", "io.podman.compose.project")
+COMPOSE_SERVICE = ("com.docker.compose.service", "io.podman.compose.service")
+
+# Podman's container events: which remove, which re-inspect. Others (create, init,
+# cleanup, exec, ...) change nothing we export.
+REMOVE_ACTIONS = frozenset({"die", "died", "stop", "kill", "remove", "destroy"})
+INSPECT_ACTIONS = frozenset({"start", "restart", "rename", "unpause"})
+
+MODES_WITHOUT_VETH = {
+    "host": "host network: no veth of its own",
+    "none": "no network",
+    "slirp4netns": "rootless (slirp4netns): no host veth",
+    "pasta": "rootless (pasta): no host veth",
+}
+ROOTLESS_BRIDGE = "rootless Podman: the veth is in the rootless network namespace, not on the host"
+
+# --------------------------------------------------------------------------
+# Parsing (pure): Podman API JSON -> workloads
+# --------------------------------------------------------------------------
+
+
+def _obj(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Podman API: {where} is {type(value).__name__}, expected an object")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"Podman API: {where} is {type(value).__name__}, expected a list")
+    return value
+
+
+def _ip_version(cidr: str) -> int:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).version
+    except ValueError:
+        return 9
+
+
+def is_isolated(options: Mapping[str, str]) -> bool:
+    """netavark's ``isolate`` option: ``true`` (or ``strict``, netavark 1.6+)."""
+    return options.get("isolate", "").lower() in ("true", "strict", "1")
+
+
+def parse_network(raw: Mapping[str, Any]) -> Network:
+    """One item of libpod's ``GET /libpod/networks/json`` -> Network."""
+    name = str(raw.get("name") or "")
+    driver = str(raw.get("driver") or "")
+    options = {str(k): str(v) for k, v in _obj(raw.get("options"), "network options").items()}
+    pools = sorted(
+        (
+            (str(s.get("subnet") or ""), str(s.get("gateway") or ""))
+            for s in (
+                _obj(item, "a network subnet") for item in _list(raw.get("subnets"), "subnets")
+            )
+            if s.get("subnet")
+        ),
+        key=lambda pool: _ip_version(pool[0]),
+    )
+    return Network(
+        runtime=RUNTIME,
+        name=name,
+        id=str(raw.get("id") or ""),
+        driver=driver,
+        # macvlan/ipvlan name their parent interface here: only a bridge is "the" bridge.
+        bridge=str(raw.get("network_interface") or "") if driver == "bridge" else "",
+        subnets=tuple(s for s, _ in pools),
+        gateways=tuple(g for _, g in pools),
+        internal=bool(raw.get("internal")),
+        enable_ipv6=bool(raw.get("ipv6_enabled")),
+        options=options,
+        isolated=is_isolated(options),
+    )
+
+
+def isolated_in_file(dirs: Iterable[str], name: str) -> bool | None:
+    """The ``isolate`` option from the network's JSON file; None if no file is readable."""
+    if not name or "/" in name or name.startswith("."):
+        return None
+    for d in dirs:
+        try:
+            raw = json.loads((Path(d) / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, Mapping):
+            options = raw.get("options")
+            if isinstance(options, Mapping):
+                return is_isolated({str(k): str(v) for k, v in options.items()})
+            return False
+    return None
+
+
+def _label(labels: Mapping[str, Any], keys: Sequence[str]) -> str:
+    for key in keys:
+        value = labels.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def no_path_reason(mode: str, rootless: bool) -> str:
+    """Why a container in network mode ``mode`` has no host veth ("" if it has one)."""
+    if mode in MODES_WITHOUT_VETH:
+        return MODES_WITHOUT_VETH[mode]
+    if mode.startswith("container:"):
+        return f"shares the network namespace of container {mode.split(':', 1)[1][:12]}"
+    if mode.startswith("ns:"):
+        return f"joins the network namespace {mode[3:]}"
+    if rootless:
+        return ROOTLESS_BRIDGE
+    return ""
+
+
+def parse_container(
+    raw: Mapping[str, Any],
+    networks: Mapping[str, Network],
+    *,
+    rootless: bool = False,
+    netns_id: int | None = None,
+) -> Workload:
+    """A Docker-compatible container inspect -> Workload (compose labels only, nothing else).
+
+    ``networks`` by name give the endpoints their network ids (Podman's
+    ``NetworkID`` is the name).
+    """
+    config = _obj(raw.get("Config"), "container Config")
+    labels = _obj(config.get("Labels"), "Config.Labels")
+    settings = _obj(raw.get("NetworkSettings"), "container NetworkSettings")
+    mode = str(_obj(raw.get("HostConfig"), "container HostConfig").get("NetworkMode") or "")
+    if mode in ("", "default"):
+        mode = "bridge"
+    endpoints: list[Endpoint] = []
+    for name, ep in sorted(
+        (str(n), _obj(e, f"the endpoint of network {n}"))
+        for n, e in _obj(settings.get("Networks"), "NetworkSettings.Networks").items()
+        if e is not None
+    ):
+        net = networks.get(name)
+        endpoints.append(
+            Endpoint(
+                network=name,
+                network_id=net.id if net is not None else str(ep.get("NetworkID") or ""),
+                ip=str(ep.get("IPAddress") or ""),
+                ipv6=str(ep.get("GlobalIPv6Address") or ""),
+                mac=str(ep.get("MacAddress") or ""),
+                gateway=str(ep.get("Gateway") or ""),
+            )
+        )
+    reason = no_path_reason(mode, rootless)
+    return Workload(
+        runtime=RUNTIME,
+        id=str(raw.get("Id") or ""),
+        name=str(raw.get("Name") or "").lstrip("/"),
+        namespace="",
+        pod="",
+        image=str(config.get("Image") or raw.get("Image") or ""),
+        compose_project=_label(labels, COMPOSE_PROJECT),
+        compose_service=_label(labels, COMPOSE_SERVICE),
+        network_mode=mode,
+        netns_id=netns_id,
+        endpoints=tuple(endpoints),
+        ports=parse_ports(settings.get("Ports")),
+        no_path_reason=reason,
+    )
+
+
+def netns_paths(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where the container's network namespace opens: /proc/PID/ns/net, then SandboxKey.
+
+    (Podman's SandboxKey is a bind mount in Podman's own mount namespace.)
+    """
+    paths: list[str] = []
+    pid = _obj(raw.get("State"), "container State").get("Pid") or 0
+    if isinstance(pid, int) and pid > 0:
+        paths.append(f"/proc/{pid}/ns/net")
+    key = str(_obj(raw.get("NetworkSettings"), "NetworkSettings").get("SandboxKey") or "")
+    if key:
+        paths.append(key)
+    return tuple(paths)
+
+
+def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A Podman event (Docker-compatible stream) -> (container id, what to do), or None."""
+    kind = event.get("Type")
+    action = str(event.get("Action") or event.get("status") or "")
+    actor = _obj(event.get("Actor"), "event Actor")
+    if kind == "container":
+        cid = str(actor.get("ID") or event.get("id") or "")
+        if not cid:
+            return None
+        if action in REMOVE_ACTIONS:
+            return cid, REMOVE
+        if action in INSPECT_ACTIONS:
+            return cid, INSPECT
+        return None
+    if kind == "network":
+        if action in ("connect", "disconnect"):
+            attrs = _obj(actor.get("Attributes"), "event Attributes")
+            cid = str(attrs.get("container") or actor.get("ID") or "")
+            return (cid, ENDPOINTS) if cid else None
+        if action in ("create", "remove", "destroy"):
+            return "", NETWORKS
+    return None
+
+
+# --------------------------------------------------------------------------
+# Reading (Podman API)
+# --------------------------------------------------------------------------
+
+
+def _socket_path(host: str) -> str:
+    for prefix in ("unix://", "unix:"):
+        if host.startswith(prefix):
+            return "/" + host[len(prefix) :].lstrip("/")
+    return ""
+
+
+class PodmanSource:
+    """Running Podman containers and networks, kept current by Podman's event stream.
+
+    ``host`` is the API socket (default the rootful one); ``explicit`` says it was
+    configured, so a missing socket is a failure rather than "no Podman here".
+    ``netnsid_reader`` and ``client_factory`` are seams for tests; ``api_calls``
+    counts API requests and ``resyncs`` the full resyncs.
+    """
+
+    name = "podman"
+
+    def __init__(
+        self,
+        host: str = "",
+        *,
+        explicit: bool = False,
+        timeout: float = 5.0,
+        resync_interval: float = 300.0,
+        network_dirs: Sequence[str] = NETWORK_DIRS,
+        netnsid_reader: Callable[[str], int | None] | None = None,
+        client_factory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host = host or DEFAULT_HOST
+        self._explicit = explicit and bool(host)
+        self._timeout = timeout
+        self._resync_interval = resync_interval
+        self._network_dirs = tuple(network_dirs)
+        self._read_netnsid = netnsid_reader or read_netnsid
+        self._client_factory = client_factory or self._docker_client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._events: EventFollower | None = None
+        self._answered = False
+        self._version = ""
+        self._rootless = False
+        self._workloads: dict[str, Workload] = {}
+        self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of workloads lacking an nsid
+        self._networks: dict[str, Network] = {}  # by name
+        self._last_resync = -math.inf
+        self._data: SourceData | None = None
+        self.api_calls = 0
+        self.resyncs = 0
+
+    # -- public -----------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def collect(self) -> SourceData:
+        with self._lock:
+            if not self._answered and not self._explicit and self._absent():
+                raise SourceAbsent(f"no Podman socket at {self._host}")
+            try:
+                data = self._collect()
+            except CollectorError:
+                raise
+            except ValueError as exc:
+                self._disconnect()
+                raise CollectorError(f"Podman at {self._host}: {exc}") from exc
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._disconnect()
+                raise CollectorError(_describe(self._host, exc)) from exc
+            self._answered = True
+            return data
+
+    @property
+    def following_events(self) -> bool:
+        return self._events is not None and self._events.alive
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    # -- one poll ---------------------------------------------------------
+
+    def _absent(self) -> bool:
+        path = _socket_path(self._host)
+        return bool(path) and not os.path.exists(path)
+
+    def _collect(self) -> SourceData:
+        events = self._events
+        if self._client is None or events is None or not events.alive:
+            if events is not None and not events.alive:
+                log.info("lost Podman events (%s); reconnecting", events.error)
+            self._connect()
+        elif self._clock() - self._last_resync >= self._resync_interval:
+            self._resync()
+        else:
+            pending, networks_changed = events.take()
+            if pending or networks_changed:
+                # Podman makes no event for a new network: list them with every batch.
+                self._set_networks(self._read_networks())
+            for cid, action in pending.items():
+                if action == REMOVE:
+                    self._forget(cid)
+                else:
+                    self._refresh(cid)
+        self._retry_netnsids()
+        if self._data is None:
+            self._data = SourceData(
+                runtime=RUNTIME,
+                version=self._version,
+                workloads=tuple(sorted(self._workloads.values(), key=lambda w: w.name)),
+                networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
+            )
+        return self._data
+
+    def _docker_client(self) -> Any:
+        import docker  # noqa: PLC0415 - heavy; only the Engine API sources need it
+
+        self.api_calls += 1  # the client asks for the API version
+        return docker.DockerClient(base_url=self._host, timeout=self._timeout)
+
+    def _connect(self) -> None:
+        self._disconnect()
+        client = self._client_factory()
+        try:
+            self._client = client
+            self._version = str(self._call(client.api.version).get("Version", ""))
+            info = _obj(self._libpod("/info"), "libpod info")
+            security = _obj(_obj(info.get("host"), "info host").get("security"), "security")
+            self._rootless = bool(security.get("rootless"))
+            stream = self._call(
+                client.api.events, decode=True, filters={"type": ["container", "network"]}
+            )
+        except BaseException:
+            self._client = None
+            client.close()
+            raise
+        self._events = EventFollower(stream, parse_event, "podman-events")
+        self._resync()
+        log.info(
+            "connected to Podman %s at %s%s",
+            self._version,
+            self._host,
+            " (rootless)" if self._rootless else "",
+        )
+
+    def _disconnect(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception as exc:
+                log.debug("closing the Podman client: %s", exc)
+            self._client = None
+
+    def _resync(self) -> None:
+        """List and inspect everything; events seen so far are covered by it."""
+        assert self._events is not None
+        self._events.take()
+        self._set_networks(self._read_networks())
+        listed = _list(self._call(self._client.api.containers, all=False), "container list")
+        workloads: dict[str, Workload] = {}
+        self._paths = {}
+        for item in listed:
+            cid = str(_obj(item, "a container").get("Id") or "")
+            wl = self._inspect(cid) if cid else None
+            if wl is not None:
+                workloads[cid] = wl
+        self._workloads = workloads
+        self._last_resync = self._clock()
+        self._data = None
+        self.resyncs += 1
+
+    def _libpod(self, path: str) -> Any:
+        api = self._client.api
+        self.api_calls += 1
+        resp = api.get(f"{api.base_url}{LIBPOD}{path}", timeout=self._timeout)
+        return api._result(resp, json=True)
+
+    def _read_networks(self) -> dict[str, Network]:
+        nets: dict[str, Network] = {}
+        for raw in _list(self._libpod("/networks/json"), "network list"):
+            net = parse_network(_obj(raw, "a network"))
+            if not net.isolated and "isolate" not in net.options:
+                from_file = isolated_in_file(self._network_dirs, net.name)
+                if from_file:
+                    net = replace(net, isolated=True)
+            nets[net.name] = net
+        return nets
+
+    def _set_networks(self, networks: dict[str, Network]) -> None:
+        if networks != self._networks:
+            self._networks = networks
+            self._data = None
+
+    def _inspect(self, cid: str) -> Workload | None:
+        """Inspect one container; None if it is gone or not running."""
+        import docker.errors  # noqa: PLC0415
+
+        try:
+            raw = self._call(self._client.api.inspect_container, cid)
+        except docker.errors.NotFound:
+            return None
+        raw = _obj(raw, "container inspect")
+        if not container_running(raw):
+            return None
+        wl = parse_container(raw, self._networks, rootless=self._rootless)
+        if not wl.no_path_reason:
+            paths = netns_paths(raw)
+            nsid = self._netns_id(paths)
+            if nsid is None:
+                self._paths[wl.id] = paths
+            else:
+                wl = replace(wl, netns_id=nsid)
+        return wl
+
+    def _refresh(self, cid: str) -> None:
+        self._paths.pop(cid, None)
+        wl = self._inspect(cid)
+        if wl is None:
+            self._forget(cid)
+        else:
+            self._workloads[wl.id] = wl
+            self._data = None
+
+    def _forget(self, cid: str) -> None:
+        self._paths.pop(cid, None)
+        if self._workloads.pop(cid, None) is not None:
+            self._data = None
+
+    def _netns_id(self, paths: Iterable[str]) -> int | None:
+        for path in paths:
+            try:
+                nsid = self._read_netnsid(path)
+            except OSError:
+                continue
+            if nsid is not None:
+                return nsid
+        return None
+
+    def _retry_netnsids(self) -> None:
+        """The kernel names a namespace only once asked or a link refers to it: ask again."""
+        for cid, paths in list(self._paths.items()):
+            wl = self._workloads.get(cid)
+            if wl is None:
+                del self._paths[cid]
+                continue
+            nsid = self._netns_id(paths)
+            if nsid is not None:
+                self._workloads[cid] = replace(wl, netns_id=nsid)
+                del self._paths[cid]
+                self._data = None
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.api_calls += 1
+        return fn(*args, **kwargs)
+
+
+def _describe(host: str, exc: BaseException) -> str:
+    import errno  # noqa: PLC0415
+
+    import docker.errors  # noqa: PLC0415
+
+    if isinstance(exc, docker.errors.APIError):
+        return f"Podman at {host} answered with an error: {exc}"
+    root = root_os_error(exc)
+    if root is not None and root.errno is not None:
+        hint = {
+            errno.ENOENT: " (is the Podman service running? podman.socket, or"
+            " `podman system service`; --podman.host)",
+            errno.ECONNREFUSED: " (is the Podman service running?)",
+            errno.EACCES: " (the Podman socket needs read/write access: root)",
+        }.get(root.errno, "")
+        return f"cannot reach Podman at {host}: {os.strerror(root.errno)}{hint}"
+    return f"cannot reach Podman at {host}: {exc}"
