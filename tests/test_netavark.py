@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from exporter.firewall.iptables_save import parse_iptables_save
-from exporter.meaning.netavark import (
-    DROPPED,
-    FORWARDED,
-    MASQUERADE,
-    PUBLISHED,
-    analyse,
-    chain_hash,
-    render_netavark,
-    rule_comment,
+from exporter.meaning import MANAGERS
+from exporter.meaning.base import DROPPED, FORWARDED, MASQUERADE, PUBLISHED, build_topology
+from exporter.meaning.netavark import NetavarkManager, analyse, chain_hash, rule_comment
+from exporter.metrics.meaning import render_meanings
+from exporter.model import (
+    BACKEND_IPTABLES_LEGACY,
+    BACKEND_IPTABLES_NFT,
+    FirewallData,
+    MetricFamily,
+    SourceData,
 )
-from exporter.model import BACKEND_IPTABLES_LEGACY, BACKEND_IPTABLES_NFT, FirewallData
 from exporter.model.workloads import Endpoint, Network, Workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "podman" / "netavark-1.4.iptables-save"
@@ -69,6 +69,13 @@ WORKLOADS = (workload("web", WEB_ID, ("plain", "10.89.1.2")),)
 def firewall(backend: str = BACKEND_IPTABLES_NFT) -> FirewallData:
     tables = parse_iptables_save(FIXTURE.read_text(), "ipv4", backend)
     return FirewallData(backends=(("ipv4", backend),), tables=tuple(tables))
+
+
+def render_netavark(
+    fw: FirewallData, networks: tuple[Network, ...], workloads: tuple[Workload, ...]
+) -> list[MetricFamily]:
+    meaning = analyse(fw, networks, workloads)
+    return render_meanings(fw, (meaning,) if meaning is not None else ())
 
 
 def samples(fw: FirewallData, name: str) -> dict[tuple[str, ...], float]:
@@ -138,10 +145,12 @@ def test_layout_info() -> None:
     empty = FirewallData((), ())
     assert samples(empty, "netpath_firewall_layout_info") == {}
     assert all(not f.samples for f in render_netavark(empty, NETWORKS, WORKLOADS))
+    assert analyse(empty, NETWORKS, WORKLOADS) is None
 
 
 def test_unknown_networks_are_left_out() -> None:
     meaning = analyse(firewall(), (), ())
+    assert meaning is not None
     # only the isolation drop remains: its bridge names it
     assert [(s.family, s.labels) for s in meaning.series] == [
         (DROPPED, ("netavark", "", "podman1", "isolation"))
@@ -151,6 +160,7 @@ def test_unknown_networks_are_left_out() -> None:
 def test_each_series_names_its_rules() -> None:
     fw = firewall()
     meaning = analyse(fw, NETWORKS, WORKLOADS)
+    assert meaning is not None
     texts = {
         (s.family, s.labels[1] if s.family != PUBLISHED else s.labels[7]): [
             fw.tables[r.table].chains[r.chain].rules[r.rule].text for r in s.rules
@@ -200,3 +210,18 @@ def test_rule_comment() -> None:
     text = '-p tcp -m comment --comment "dnat name: plain id: abc" -j NETAVARK-DN-X'
     assert rule_comment(text) == "dnat name: plain id: abc"
     assert rule_comment("-j ACCEPT") == ""
+
+
+def test_the_manager_reads_podman_sources_from_the_topology() -> None:
+    assert any(isinstance(m, NetavarkManager) for m in MANAGERS)
+    src = SourceData(version="4.3.1", workloads=WORKLOADS, networks=NETWORKS, runtime="podman")
+    fw = firewall()
+    meaning = NetavarkManager().interpret(fw, build_topology((src,), {}))
+    assert meaning is not None
+    assert (meaning.manager, meaning.layout, meaning.backend) == (
+        "netavark",
+        "iptables",
+        BACKEND_IPTABLES_NFT,
+    )
+    assert meaning.tables == (0, 1)
+    assert meaning == analyse(fw, NETWORKS, WORKLOADS)

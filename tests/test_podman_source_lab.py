@@ -180,7 +180,7 @@ def test_absent_socket_is_absent_unless_configured(probe: NetnsPython) -> None:
     )
     with pytest.raises(RemoteError) as err:
         probe.eval("absent.collect()")
-    assert err.value.type == "SourceAbsent"
+    assert err.value.type == "CollectorAbsent"  # sources.base.SourceAbsent
     with pytest.raises(RemoteError) as err:
         probe.eval("configured.collect()")
     assert err.value.type == "CollectorError"

@@ -40,18 +40,27 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from exporter.meaning.docker import parse_iptables_rule
+from exporter.meaning.base import (
+    DROPPED,
+    FAMILY_LABELS,
+    FORWARDED,
+    MASQUERADE,
+    PUBLISHED,
+    Meaning,
+    RuleRef,
+    Series,
+    Topology,
+)
+from exporter.meaning.ruletext import parse_iptables_rule, split_host_port
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
     FirewallData,
-    MetricFamily,
     Table,
 )
-from exporter.model.workloads import Network, Workload
+from exporter.model.workloads import RUNTIME_PODMAN, Network, Workload
 
 MANAGER = "netavark"
 LAYOUT_IPTABLES = "iptables"
@@ -68,28 +77,6 @@ REASON_ISOLATION = "isolation"
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 
-DROPPED = "dropped"
-PUBLISHED = "published"
-MASQUERADE = "masquerade"
-FORWARDED = "forwarded"
-
-LABELS = {
-    DROPPED: ("manager", "network", "bridge", "reason"),
-    PUBLISHED: (
-        "manager",
-        "container",
-        "namespace",
-        "pod",
-        "network",
-        "protocol",
-        "host_ip",
-        "host_port",
-        "container_port",
-    ),
-    MASQUERADE: ("manager", "network", "bridge", "subnet", "container", "namespace", "pod"),
-    FORWARDED: ("manager", "network", "bridge", "direction"),
-}
-
 _COMMENT = re.compile(r'--comment\s+"((?:[^"\\]|\\.)*)"')
 _DNAT_COMMENT = re.compile(r"^dnat name: (\S+) id: ([0-9a-f]+)$")
 
@@ -104,42 +91,9 @@ def rule_comment(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", m.group(1)) if m else ""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleRef:
-    """One rule: indexes into ``FirewallData.tables``, the table's chains, the chain's rules."""
-
-    table: int
-    chain: int
-    rule: int
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    """One series of a manager-neutral family and the rules whose counters it sums."""
-
-    family: str  # DROPPED, PUBLISHED, MASQUERADE or FORWARDED
-    labels: tuple[str, ...]  # values in the order of LABELS[family]
-    rules: tuple[RuleRef, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Meaning:
-    layout: str  # "" if netavark holds no rules here
-    series: tuple[Series, ...]  # sorted by (family, labels)
-
-
 def _host(addr: str) -> str:
     """``10.0.0.1/32`` -> ``10.0.0.1``."""
     return addr.split("/", 1)[0]
-
-
-def _split_dest(dest: str) -> tuple[str, str]:
-    """``IP:PORT`` or ``[IPv6]:PORT`` -> (ip, port)."""
-    if dest.startswith("["):
-        ip, _, rest = dest[1:].partition("]")
-        return ip, rest.lstrip(":")
-    ip, _, port = dest.rpartition(":")
-    return ip, port
 
 
 def _in_subnets(ip: str, net: Network) -> bool:
@@ -188,19 +142,36 @@ def _choose(fw: FirewallData) -> tuple[str, list[int]] | None:
     return backend, [i for i, t in enumerate(fw.tables) if t.backend == backend]
 
 
+class NetavarkManager:
+    """netavark's rules (iptables driver), read with Podman's networks and containers."""
+
+    name = MANAGER
+
+    def interpret(self, fw: FirewallData, topo: Topology) -> Meaning | None:
+        podman = [src for src in topo.sources if src.runtime == RUNTIME_PODMAN]
+        return analyse(
+            fw,
+            [n for src in podman for n in src.networks],
+            [w for src in podman for w in src.workloads],
+        )
+
+
 def analyse(
     fw: FirewallData, networks: Iterable[Network], workloads: Iterable[Workload]
-) -> Meaning:
-    """Which of ``fw``'s rules feed which netavark series (see the module docstring)."""
-    nets = [n for n in networks if n.runtime == "podman"]
+) -> Meaning | None:
+    """Which of ``fw``'s rules feed which netavark series; None if it has no rules here."""
+    nets = [n for n in networks if n.runtime == RUNTIME_PODMAN]
     by_bridge = {n.bridge: n for n in nets if n.bridge}
     by_hash = {chain_hash(n.name): n for n in nets}
     by_name = {n.name: n for n in nets}
     has_nft = any(t.backend == BACKEND_NFTABLES and t.name == NFT_TABLE for t in fw.tables)
     chosen = _choose(fw)
     if chosen is None:
-        return Meaning(LAYOUT_NFTABLES if has_nft else "", ())
-    _, table_ids = chosen
+        if not has_nft:
+            return None
+        # netavark 1.9+'s nftables driver: its table is seen, its rules not read yet
+        return Meaning(MANAGER, LAYOUT_NFTABLES, BACKEND_NFTABLES, (), ())
+    backend, table_ids = chosen
     found: dict[tuple[str, tuple[str, ...]], list[RuleRef]] = {}
     wl = list(workloads)
 
@@ -257,7 +228,7 @@ def analyse(
                     if r.target != "DNAT" or not r.to_destination or not r.dport:
                         continue
                     net = by_hash.get(name[len(DN_PREFIX) :])
-                    ip, cport = _split_dest(r.to_destination)
+                    ip, cport = split_host_port(r.to_destination)
                     if net is None:
                         net = _network_of_ip(nets, ip)
                     if net is None:
@@ -280,7 +251,8 @@ def analyse(
     series = tuple(
         Series(family, labels, tuple(refs)) for (family, labels), refs in sorted(found.items())
     )
-    return Meaning(LAYOUT_IPTABLES, series)
+    assert all(len(s.labels) == len(FAMILY_LABELS[s.family]) for s in series)
+    return Meaning(MANAGER, LAYOUT_IPTABLES, backend, tuple(table_ids), series)
 
 
 def _chain_index(table: Table, name: str) -> int | None:
@@ -322,82 +294,3 @@ def _commented_owner(
                 if w.id == m.group(2):
                     return w
     return None
-
-
-# --------------------------------------------------------------------------
-# Rendering: sum each series' rules, every poll
-# --------------------------------------------------------------------------
-
-_FAMILIES = (
-    (
-        DROPPED,
-        "netpath_dropped_packets_total",
-        "packets",
-        "Packets dropped by the manager's DROP rules, per destination network and reason.",
-    ),
-    (
-        DROPPED,
-        "netpath_dropped_bytes_total",
-        "bytes",
-        "Bytes dropped by the manager's DROP rules, per destination network and reason.",
-    ),
-    (
-        PUBLISHED,
-        "netpath_published_port_connections_total",
-        "packets",
-        "New connections to a published port (packets of its DNAT rule).",
-    ),
-    (
-        MASQUERADE,
-        "netpath_masquerade_connections_total",
-        "packets",
-        "New connections masqueraded on their way out (packets of the MASQUERADE rule).",
-    ),
-    (
-        FORWARDED,
-        "netpath_forwarded_packets_total",
-        "packets",
-        "Packets accepted by the manager's per-network forward rules, per direction.",
-    ),
-    (
-        FORWARDED,
-        "netpath_forwarded_bytes_total",
-        "bytes",
-        "Bytes accepted by the manager's per-network forward rules, per direction.",
-    ),
-)
-
-
-def render_netavark(
-    fw: FirewallData, networks: Iterable[Network], workloads: Iterable[Workload]
-) -> list[MetricFamily]:
-    """netavark's series of the manager-neutral families, and its layout info."""
-    meaning = analyse(fw, networks, workloads)
-
-    def total(refs: tuple[RuleRef, ...], what: str) -> int:
-        out = 0
-        for ref in refs:
-            rule = fw.tables[ref.table].chains[ref.chain].rules[ref.rule]
-            out += (rule.packets if what == "packets" else rule.bytes) or 0
-        return out
-
-    families = [
-        MetricFamily(
-            name,
-            "counter",
-            text,
-            LABELS[family],
-            tuple((s.labels, total(s.rules, what)) for s in meaning.series if s.family == family),
-        )
-        for family, name, what, text in _FAMILIES
-    ]
-    families.append(
-        MetricFamily(
-            "netpath_firewall_layout_info",
-            "gauge",
-            "The layout of each firewall manager's rules in use on this host.",
-            ("manager", "layout"),
-            (((MANAGER, meaning.layout), 1),) if meaning.layout else (),
-        )
-    )
-    return families

@@ -43,7 +43,8 @@ from typing import Any
 
 from exporter.collector import CollectorError
 from exporter.collectors.links import read_netnsid
-from exporter.model.workloads import Endpoint, Network, SourceData, Workload
+from exporter.config import Config
+from exporter.model.workloads import RUNTIME_PODMAN, Endpoint, Network, SourceData, Workload
 from exporter.sources.base import SourceAbsent
 from exporter.sources.docker import container_running, parse_ports
 from exporter.sources.engine import (
@@ -58,7 +59,8 @@ from exporter.sources.engine import (
 
 log = logging.getLogger(__name__)
 
-RUNTIME = "podman"
+RUNTIME = RUNTIME_PODMAN
+HOST_SETTING = "podman.host"
 DEFAULT_HOST = "unix:///run/podman/podman.sock"
 LIBPOD = "/v4.0.0/libpod"
 # Where rootful Podman keeps netavark's network files (containers.conf network_config_dir).
@@ -560,3 +562,70 @@ def _describe(host: str, exc: BaseException) -> str:
         }.get(root.errno, "")
         return f"cannot reach Podman at {host}: {os.strerror(root.errno)}{hint}"
     return f"cannot reach Podman at {host}: {exc}"
+
+
+def make_podman(cfg: Config) -> PodmanSource:
+    """The registry's factory: the Podman source on ``podman.host``.
+
+    Configured explicitly (file or flag), a missing socket is a failure; left at
+    its default, it means "no Podman on this host" and the collector is absent.
+    """
+    host = str(cfg.setting(HOST_SETTING))
+    return PodmanSource(
+        host,
+        explicit=HOST_SETTING in cfg.settings,
+        timeout=cfg.docker.timeout,
+        resync_interval=cfg.docker.resync_interval,
+    )
+
+
+def describe_podman(data: SourceData, poll: object, cfg: Config) -> list[Any]:
+    """What ``check`` says: reachable, counts, unmapped namespaces, isolated networks."""
+    from exporter.check import FAIL, INFO, OK, Finding  # noqa: PLC0415 - check imports us
+
+    host = str(cfg.setting(HOST_SETTING))
+    out = [
+        Finding(
+            OK,
+            "podman",
+            f"Podman {data.version or '(version unknown)'} reachable at {host}; "
+            f"{len(data.workloads)} running container(s), {len(data.networks)} network(s)",
+        )
+    ]
+    own = [w for w in data.workloads if not w.no_path_reason and w.endpoints]
+    unmapped = sorted(w.name for w in own if w.netns_id is None)
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
+        out.append(
+            Finding(
+                FAIL,
+                "podman",
+                f"{len(unmapped)} of {len(own)} containers' network namespaces cannot be "
+                f"opened ({shown}): no per-container counters; needs CAP_SYS_PTRACE "
+                "(or running as root) and the host's PID namespace",
+            )
+        )
+    no_path = [w for w in data.workloads if w.no_path_reason]
+    if no_path:
+        reasons = sorted({w.no_path_reason for w in no_path})
+        out.append(
+            Finding(
+                INFO,
+                "podman",
+                f"{len(no_path)} container(s) without a host veth: " + "; ".join(reasons),
+            )
+        )
+    bridges = [n for n in data.networks if n.bridge]
+    isolated = sorted(n.name for n in bridges if n.isolated)
+    open_ = sorted(n.name for n in bridges if not n.isolated)
+    out.append(
+        Finding(
+            INFO,
+            "podman",
+            "isolated networks (isolate=true: traffic from other Podman networks dropped): "
+            + (", ".join(isolated) or "none")
+            + "; not isolated (traffic between them passes): "
+            + (", ".join(open_) or "none"),
+        )
+    )
+    return out
