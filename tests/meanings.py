@@ -24,9 +24,7 @@ _EMPTY_ON_DOCKER = {
 }
 
 
-def render_meaning_families(
-    fw: FirewallData, *sources: SourceData | None
-) -> list[MetricFamily]:
+def render_meaning_families(fw: FirewallData, *sources: SourceData | None) -> list[MetricFamily]:
     """The manager-neutral families as the exporter renders them for these sources."""
     topo = derive_topology(tuple(s for s in sources if s is not None))
     return render_meanings(fw, interpret_all(fw, topo))

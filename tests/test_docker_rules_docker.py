@@ -33,7 +33,9 @@ ICMP4_BYTES = 84
 HOST_UP, OUTSIDE = "10.231.9.1", "10.231.9.2"
 NETA, NETB = "10.214.1.0/24", "10.214.2.0/24"
 
-PROBE = f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n" + """
+PROBE = (
+    f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n"
+    + """
 from exporter.config import DockerConfig, FirewallConfig
 from exporter.sources.docker import ContainersCollector
 import sys
@@ -50,6 +52,7 @@ def snap():
     fams = render_docker(fw, containers.collect(), None)
     return {f.name: [[list(labels), value] for labels, value in f.samples] for f in fams}
 """
+)
 
 Series = dict[str, dict[tuple[str, ...], float]]
 

@@ -79,9 +79,7 @@ def web_path(
     return build_path(ctr, view, before=before, ifnames=ifnames)
 
 
-def view_of(
-    docker: SourceData, links: LinksData, fw: FirewallData, routes: RoutesData
-) -> HostView:
+def view_of(docker: SourceData, links: LinksData, fw: FirewallData, routes: RoutesData) -> HostView:
     """The host view the poller would derive from these collectors' data."""
     data = {"links": links, "firewall": fw, "routes": routes, "docker": docker}
     return derive_view(PollResult(data, (), 0.0, 0.0))
@@ -254,9 +252,7 @@ def test_drops_ports_masquerade_agree_with_the_metrics(
     }
     assert got_ports == want_ports
     want_masq = {
-        v[2]: n
-        for v, n in families["netpath_masquerade_connections_total"].samples
-        if v[1] == APP
+        v[2]: n for v, n in families["netpath_masquerade_connections_total"].samples if v[1] == APP
     }
     assert {m.subnet: m.connections.packets for m in leg.masquerade} == want_masq
     # Every rule explain shows names appnet or names no other network.

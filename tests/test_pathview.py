@@ -40,10 +40,7 @@ def test_one_table_per_container_with_every_hop() -> None:
     assert "-o br-40d652e0aac8 -j DROP" in text
     assert "isolation" in text
     # Figures link to the metrics page by family name.
-    assert (
-        '<a href="/m" title="served on the metrics page">netpath_dropped_packets_total'
-        in html
-    )
+    assert '<a href="/m" title="served on the metrics page">netpath_dropped_packets_total' in html
     assert "rates appear from the next poll on" in text
 
 

@@ -246,7 +246,9 @@ def test_writer_notices_new_help_and_label_names() -> None:
 # The FirewallCollector's token, against the real kernel
 # --------------------------------------------------------------------------
 
-AGENT = f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n" + r"""
+AGENT = (
+    f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n"
+    + r"""
 import dataclasses, json, subprocess, sys
 from exporter.config import FirewallConfig
 import sys
@@ -275,6 +277,7 @@ out = [
 ]
 print(json.dumps(out))
 """
+)
 
 
 @pytest.fixture(params=["nft", "legacy"])
