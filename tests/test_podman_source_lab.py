@@ -1,4 +1,5 @@
-"""The Podman source against a real rootful Podman (netavark), read from the lab namespace.
+"""The Podman source against a real rootful Podman (netavark and CNI backends), read from
+the lab namespace.
 
 The source runs in a Python inside the lab's network namespace (as the exporter
 would on the host), talks to the lab's ``podman system service`` socket and is
@@ -35,9 +36,10 @@ def poll():
 """
 
 
-@pytest.fixture(scope="module")
-def lab(podman_netavark: PodmanLab) -> Iterator[PodmanLab]:
-    pl = podman_netavark
+@pytest.fixture(scope="module", params=["netavark", "cni"])
+def lab(request: pytest.FixtureRequest) -> Iterator[PodmanLab]:
+    """Each test runs once on each network backend (netavark first, then CNI)."""
+    pl: PodmanLab = request.getfixturevalue(f"podman_{request.param}")
     pl.podman("network", "create", "--opt", "isolate=true", "iso")
     pl.podman("network", "create", "plain")
     pl.podman("run", "-d", "--name", "web", "--network", "plain", "-p", "8080:80",
