@@ -313,7 +313,12 @@ def test_json(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> N
     doc = json.loads(format_path_json(path))
     assert doc == json.loads(json.dumps(path_to_json(path)))
     assert doc["container"]["name"] == "shop-web-1"
-    assert doc["firewall"] == {"backend": "iptables-nft", "layout": "classic", "errors": []}
+    assert doc["firewall"] == {
+        "manager": "docker",
+        "backend": "iptables-nft",
+        "layout": "classic",
+        "errors": [],
+    }
     (net,) = doc["networks"]
     assert net["veth"]["name"] == "veth5d6e7f8"
     assert net["bridge"]["name"] == APP

@@ -277,3 +277,40 @@ def test_service_outage(topo: PodmanLab, exporter: Exporter) -> None:
 
     poll_until("the containers to come back", back, timeout=30)
     assert exporter.proc.poll() is None
+
+
+def test_explain_a_podman_container(topo: PodmanLab, exporter: Exporter) -> None:
+    """``netpath-exporter explain`` walks a Podman container's path with netavark's rules."""
+    r = subprocess.run(
+        ["nsenter", f"--net={topo.netns.path}", sys.executable, "-m", "exporter", "explain",
+         "both", "--json", "--interval", "100ms", "--podman.host", topo.host,
+         "--no-collector.docker"],
+        cwd=str(REPO), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["firewall"]["manager"] == "netavark"
+    assert doc["firewall"]["layout"] == "iptables"
+    links = {link["ifindex"]: link["ifname"] for link in topo.host_links()}
+    legs = {leg["network"]["name"]: leg for leg in doc["networks"]}
+    assert sorted(legs) == ["iso", "plain"]
+    for name, leg in legs.items():
+        assert leg["bridge"]["name"] == topo.network_inspect(name)["network_interface"]
+        assert leg["veth"]["name"] in {links[topo.iflink("both", f"eth{i}")] for i in range(2)}
+        assert [m["subnet"] for m in leg["masquerade"]] == [
+            topo.network_inspect(name)["subnets"][0]["subnet"]
+        ]
+    assert [d["reason"] for d in legs["iso"]["drops"]] == ["isolation"]
+    assert legs["plain"]["drops"] == []
+
+
+def test_path_page_lists_podman_containers(topo: PodmanLab, exporter: Exporter) -> None:
+    exporter.next_poll()
+    r = subprocess.run(
+        ["nsenter", f"--net={topo.netns.path}", "curl", "-sf", "--max-time", "5",
+         f"http://127.0.0.1:{exporter.port}/path"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for name in CONTAINERS:
+        assert f'id="c-{name}"' in r.stdout, name
+    assert "netavark layout iptables" in r.stdout

@@ -199,10 +199,11 @@ class ContainerPath:
     container: Workload
     legs: tuple[Leg, ...]
     default_routes: tuple[UplinkRoute, ...]
-    layout: str  # Docker's firewall layout ("unknown" if none)
-    backend: str  # the firewall backend Docker's rules were read from ("" if none)
+    layout: str  # the firewall manager's layout ("unknown" if none)
+    backend: str  # the firewall backend its rules were read from ("" if none)
     interval: float | None  # seconds between the two readings; None: no rates
     firewall_errors: tuple[str, ...] = ()
+    manager: str = "docker"  # the firewall manager of the workload's runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,6 +563,8 @@ class _Context:
     layout: str
     backend: str
     chosen: tuple[tuple[int, Table], ...]
+    # manager -> (layout, backend) of every manager with rules here
+    layouts: Mapping[str, tuple[str, str]]
     meanings: Mapping[_RuleRef, tuple[_Meaning, ...]]
     counters: Mapping[RuleKey, tuple[int | None, int | None]]
     policies: Mapping[tuple[str, ...], tuple[int, int]]
@@ -706,11 +709,15 @@ def _context(
     layout, backend = "unknown", ""
     chosen: tuple[tuple[int, Table], ...] = ()
     meanings: Mapping[_RuleRef, tuple[_Meaning, ...]] = {}
+    layouts: dict[str, tuple[str, str]] = {}
     if firewall is not None:
         docker = next((m for m in view.meanings if m.manager == "docker"), None)
         if docker is not None:
             layout, backend = docker.layout, docker.backend
-            chosen = tuple((i, firewall.tables[i]) for i in docker.tables)
+        # The rules of every manager's backend (Docker's and netavark's share theirs).
+        shown = sorted({i for m in view.meanings for i in m.tables})
+        chosen = tuple((i, firewall.tables[i]) for i in shown)
+        layouts = {m.manager: (m.layout, m.backend) for m in view.meanings}
         meanings = build_rule_meanings(firewall, view.meanings)
     counters, policies = _rule_counters(before.firewall if before is not None else None)
     return _Context(
@@ -722,6 +729,7 @@ def _context(
         layout,
         backend,
         chosen,
+        layouts,
         meanings,
         counters,
         policies,
@@ -885,17 +893,28 @@ def _default_routes(ctx: _Context) -> tuple[UplinkRoute, ...]:
     return tuple(out)
 
 
+# The firewall manager that writes the rules for a runtime's networks.
+_RUNTIME_MANAGER = {"podman": "netavark"}
+
+
 def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface]) -> ContainerPath:
     legs = tuple(_leg(ctx, ctr, wi) for wi in interfaces if wi.workload.id == ctr.id)
+    manager = _RUNTIME_MANAGER.get(ctr.runtime, "docker")
+    layout, backend = ctx.layouts.get(manager, (ctx.layout, ctx.backend))
     return ContainerPath(
         container=ctr,
         legs=legs,
         default_routes=_default_routes(ctx),
-        layout=ctx.layout,
-        backend=ctx.backend,
+        layout=layout,
+        backend=backend,
         interval=ctx.before.seconds if ctx.before is not None else None,
         firewall_errors=ctx.firewall.errors if ctx.firewall is not None else (),
+        manager=manager,
     )
+
+
+def manager_title(manager: str) -> str:
+    return "Docker" if manager == "docker" else manager
 
 
 def build_path(
@@ -958,6 +977,7 @@ def path_to_json(path: ContainerPath) -> dict[str, Any]:
         },
         "interval_seconds": path.interval,
         "firewall": {
+            "manager": path.manager,
             "backend": path.backend,
             "layout": path.layout,
             "errors": list(path.firewall_errors),
@@ -1028,7 +1048,10 @@ def format_path_text(path: ContainerPath) -> str:
     rates = path.interval is not None
     out = [f"Container {ctr.name} ({ctr.id[:12]}), image {ctr.image or '-'}"]
     window = f"rates over {path.interval:.1f} s" if rates else "no rates (one reading)"
-    fw = f"firewall {path.backend or 'none found'}, Docker layout {path.layout}"
+    fw = (
+        f"firewall {path.backend or 'none found'}, "
+        f"{manager_title(path.manager)} layout {path.layout}"
+    )
     out.append(f"{window}; {fw}")
     for err in path.firewall_errors:
         out.append(f"warning: firewall: {err}")
@@ -1136,7 +1159,7 @@ def format_path_text(path: ContainerPath) -> str:
             for rv in d.rules:
                 out.append(f"         {rv.family} {rv.table} {rv.chain}: {rv.rule}")
         if not leg.drops:
-            out.append("       no Docker drop rule for this network")
+            out.append(f"       no {manager_title(path.manager)} drop rule for this network")
     return "\n".join(out) + "\n"
 
 

@@ -24,6 +24,7 @@ from exporter.paths.explain import (
     LinkHop,
     RuleView,
     build_paths,
+    manager_title,
 )
 from exporter.poller import PollResult, Snapshot
 
@@ -170,7 +171,8 @@ def _leg_rows(t: _Table, path: ContainerPath, leg: Leg) -> None:
         t.row("route", _e(f"default{via} dev {u.route.interface}"), None, "netpath_route_info")
         if u.uplink is not None:
             t.link(f"uplink {u.uplink.name}", u.uplink)
-    t.hop("5", f"firewall ({_e(path.backend or 'none')}, Docker layout {_e(path.layout)})")
+    title = manager_title(path.manager)
+    t.hop("5", f"firewall ({_e(path.backend or 'none')}, {_e(title)} layout {_e(path.layout)})")
     for ch in leg.chains:
         _chain_rows(t, ch)
     t.hop("6", "published ports (DNAT: packets are new connections)")
