@@ -144,8 +144,8 @@ def test_compose_labels_of_podman_compose_and_nothing_else() -> None:
     [
         ("bridge", False, ""),
         ("bridge", True, ROOTLESS_BRIDGE),
-        ("slirp4netns", True, "rootless (slirp4netns): no host veth"),
-        ("pasta", True, "rootless (pasta): no host veth"),
+        ("slirp4netns", True, "user-mode networking (slirp4netns): no host veth"),
+        ("pasta", True, "user-mode networking (pasta): no host veth"),
         ("host", False, "host network: no veth of its own"),
         ("none", False, "no network"),
         ("container:" + CID, False, "shares the network namespace of container 64e30e1ed8ac"),

@@ -8,7 +8,8 @@ published port and receives the containers' outbound connections.
 
 Topology: networks ``plain``, ``iso`` and ``iso2`` (both ``--opt isolate=true``),
 the default ``podman``; containers ``web`` (plain, publishes 8080->80, httpd),
-``both`` (plain and iso), ``dflt`` (default network), ``iso2c`` (iso2).
+``both`` (plain and iso), ``dflt`` (default network), ``iso2c`` (iso2), ``slirp``
+(slirp4netns: no host veth).
 
 netavark 1.4's isolation drops only traffic between *isolated* networks
 (``NETAVARK_ISOLATION_1 -i ISO ! -o ISO`` -> ``NETAVARK_ISOLATION_2 -o ISO -j
@@ -102,6 +103,7 @@ def topo(podman_netavark: PodmanLab) -> Iterator[PodmanLab]:
     pl.run_sleeper("both", "--network", "plain,iso")
     pl.run_sleeper("dflt")
     pl.run_sleeper("iso2c", "--network", "iso2")
+    pl.run_sleeper("slirp", "--network", "slirp4netns")  # user-mode networking: no host veth
     with lab.netns("pmo") as outside:
         lab.add_uplink(
             pl.netns,
@@ -314,3 +316,17 @@ def test_path_page_lists_podman_containers(topo: PodmanLab, exporter: Exporter) 
     for name in CONTAINERS:
         assert f'id="c-{name}"' in r.stdout, name
     assert "netavark layout iptables" in r.stdout
+
+
+def test_user_mode_networking_is_listed_without_a_path(topo: PodmanLab, exporter: Exporter) -> None:
+    s = exporter.next_poll()
+    (info,) = rows(s, "netpath_container_info", container="slirp")
+    assert info["runtime"] == "podman"
+    assert rows(s, "netpath_container_interface_info", container="slirp") == []
+    r = subprocess.run(
+        ["nsenter", f"--net={topo.netns.path}", sys.executable, "-m", "exporter", "check",
+         "--podman.host", topo.host, "--no-collector.docker"],
+        cwd=str(REPO), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "1 container(s) without a host veth: user-mode networking (slirp4netns)" in r.stdout
+    assert "isolated networks (created with isolate=true): iso, iso2" in r.stdout

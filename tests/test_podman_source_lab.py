@@ -49,6 +49,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[PodmanLab]:
     pl.run_sleeper("both", "--network", "plain,iso")
     pl.run_sleeper("dflt")
     pl.run_sleeper("hostnet", "--network", "host")
+    pl.run_sleeper("slirp", "--network", "slirp4netns")
     yield pl
     pl.remove_all()
 
@@ -85,7 +86,7 @@ def test_every_container_veth_is_its_eth0_peer(lab: PodmanLab, probe: NetnsPytho
     """The veth whose peer namespace is the workload's is the one eth0's iflink names."""
     got = poll(probe)
     work = by_name(got["workloads"])
-    assert sorted(work) == ["both", "dflt", "hostnet", "web"]
+    assert sorted(work) == ["both", "dflt", "hostnet", "slirp", "web"]
     links = got["links"]
     nets = by_name(got["networks"])
     for name in ("web", "both", "dflt"):
@@ -104,7 +105,7 @@ def test_every_container_veth_is_its_eth0_peer(lab: PodmanLab, probe: NetnsPytho
         }
     inspect = {c["Name"]: c for c in lab.inspect("web", "both", "dflt")}
     for name, w in work.items():
-        if name == "hostnet":
+        if name in ("hostnet", "slirp"):
             continue
         want_eps = inspect[name]["NetworkSettings"]["Networks"]
         assert [ep["network"] for ep in w["endpoints"]] == sorted(want_eps)
@@ -129,6 +130,10 @@ def test_labels_ports_and_host_network(probe: NetnsPython) -> None:
     host = work["hostnet"]
     assert host["no_path_reason"] == "host network: no veth of its own"
     assert host["endpoints"] == [] and host["netns_id"] is None
+    slirp = work["slirp"]
+    assert slirp["network_mode"] == "slirp4netns"
+    assert slirp["no_path_reason"] == "user-mode networking (slirp4netns): no host veth"
+    assert slirp["endpoints"] == [] and slirp["netns_id"] is None
 
 
 def test_a_quiet_poll_makes_no_api_call(probe: NetnsPython) -> None:

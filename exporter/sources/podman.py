@@ -18,9 +18,10 @@ quirks, as Podman 4.3 answers:
 - ``SandboxKey`` (``/run/netns/netns-<uuid>``) is in Podman's mount namespace;
   ``/proc/<State.Pid>/ns/net`` is tried first.
 
-Containers with no host veth (rootless Podman: slirp4netns, pasta, or bridge
-networks inside the rootless network namespace; host or none networking) are
-listed with ``no_path_reason`` saying why, never dropped.
+Containers with no host veth (user-mode networking: slirp4netns, pasta, the
+rootless default; bridge networks of rootless Podman, whose veths live in its
+rootless network namespace; host or none networking) are listed with
+``no_path_reason`` saying why, never dropped.
 
 Like the Docker source: a full resync (list + inspect) at connect, every
 ``resync_interval`` and whenever the service comes back; in between only the
@@ -77,8 +78,8 @@ INSPECT_ACTIONS = frozenset({"start", "restart", "rename", "unpause"})
 MODES_WITHOUT_VETH = {
     "host": "host network: no veth of its own",
     "none": "no network",
-    "slirp4netns": "rootless (slirp4netns): no host veth",
-    "pasta": "rootless (pasta): no host veth",
+    "slirp4netns": "user-mode networking (slirp4netns): no host veth",
+    "pasta": "user-mode networking (pasta): no host veth",
 }
 ROOTLESS_BRIDGE = "rootless Podman: the veth is in the rootless network namespace, not on the host"
 
@@ -622,9 +623,9 @@ def describe_podman(data: SourceData, poll: object, cfg: Config) -> list[Any]:
         Finding(
             INFO,
             "podman",
-            "isolated networks (isolate=true: traffic from other Podman networks dropped): "
+            "isolated networks (created with isolate=true): "
             + (", ".join(isolated) or "none")
-            + "; not isolated (traffic between them passes): "
+            + "; not isolated (traffic from other Podman networks passes): "
             + (", ".join(open_) or "none"),
         )
     )
