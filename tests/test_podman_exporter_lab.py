@@ -99,6 +99,7 @@ def topo(podman_netavark: PodmanLab) -> Iterator[PodmanLab]:
     pl.podman("network", "create", "--opt", "isolate=true", "iso")
     pl.podman("network", "create", "--opt", "isolate=true", "iso2")
     pl.podman("run", "-d", "--name", "web", "--network", "plain", "-p", "8080:80",
+              "-p", "127.0.0.1:8443:80", "-p", "5353:53/udp",
               IMAGE, "httpd", "-f", "-p", "80")  # fmt: skip
     pl.run_sleeper("both", "--network", "plain,iso")
     pl.run_sleeper("dflt")
@@ -207,7 +208,25 @@ def test_published_port_connections_exact(topo: PodmanLab, exporter: Exporter) -
         "    s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); s.recv(100); s.close()\n"
     )
     topo.outside.exec(sys.executable, "-c", code)  # type: ignore[attr-defined]
-    assert value(exporter.next_poll(), name, **series) - before == k
+    after = exporter.next_poll()
+    assert value(after, name, **series) - before == k
+    # Every port Podman published, one series each, as `podman port` lists them.
+    got = sorted(
+        (r["protocol"], r["host_ip"], r["host_port"], r["container_port"], r["container"])
+        for r in rows(after, name, manager="netavark")
+    )
+    assert got == [
+        ("tcp", "0.0.0.0", "8080", "80", "web"),
+        ("tcp", "127.0.0.1", "8443", "80", "web"),
+        ("udp", "0.0.0.0", "5353", "53", "web"),
+    ]
+    listed = []
+    for line in topo.podman("port", "web").splitlines():  # "80/tcp -> 0.0.0.0:8080"
+        cport_proto, _, host = line.partition(" -> ")
+        cport, _, proto = cport_proto.partition("/")
+        host_ip, _, host_port = host.rpartition(":")
+        listed.append((proto, host_ip, host_port, cport, "web"))
+    assert sorted(listed) == got
 
 
 def test_isolation_drops_exact(topo: PodmanLab, exporter: Exporter) -> None:
