@@ -39,6 +39,7 @@ from exporter.model import (
     SourceData,
     Workload,
 )
+from exporter.model.workloads import RUNTIME_DOCKER
 from exporter.sources.engine import (
     ENDPOINTS,
     INSPECT,
@@ -244,9 +245,15 @@ class ContainersCollector:
     ``client_factory`` (default: a ``docker.DockerClient`` for ``cfg``) are
     seams for tests. ``api_calls`` counts Docker API requests made so far and
     ``resyncs`` the full resyncs (for tests and benchmarks).
+
+    The Podman source (:mod:`exporter.sources.podman`) is this class with
+    Podman's answers: it overrides the hooks ``_parse``, ``_netns_paths``,
+    ``_read_networks``, ``_open_events``, ``_apply_events`` and ``_describe``.
     """
 
     name = "containers"
+    runtime = RUNTIME_DOCKER
+    product = "Docker"
 
     def __init__(
         self,
@@ -285,7 +292,7 @@ class ContainersCollector:
                 if not is_connection_error(exc):
                     raise
                 self._disconnect()
-                raise CollectorError(_describe(self._host, exc)) from exc
+                raise CollectorError(self._describe(exc)) from exc
 
     @property
     def following_events(self) -> bool:
@@ -302,28 +309,32 @@ class ContainersCollector:
         events = self._events
         if self._client is None or events is None or not events.alive:
             if events is not None and not events.alive:
-                log.info("lost Docker events (%s); reconnecting", events.error)
+                log.info("lost %s events (%s); reconnecting", self.product, events.error)
             self._connect()
         elif self._clock() - self._last_resync >= self._cfg.resync_interval:
             self._resync()
         else:
-            pending, networks_changed = events.take()
-            if networks_changed:
-                self._networks = self._read_networks()
-                self._data = None
-            for cid, action in pending.items():
-                if action == REMOVE:
-                    self._forget(cid)
-                else:
-                    self._refresh(cid)
+            self._apply_events(*events.take())
         self._retry_netnsids()
         if self._data is None:
             self._data = SourceData(
                 version=self._version,
                 workloads=tuple(sorted(self._containers.values(), key=lambda c: c.name)),
                 networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
+                runtime=self.runtime,
             )
         return self._data
+
+    def _apply_events(self, pending: Mapping[str, str], networks_changed: bool) -> None:
+        """Re-read what the events since the last poll named."""
+        if networks_changed:
+            self._networks = self._read_networks()
+            self._data = None
+        for cid, action in pending.items():
+            if action == REMOVE:
+                self._forget(cid)
+            else:
+                self._refresh(cid)
 
     def _docker_client(self) -> Any:
         import docker  # noqa: PLC0415 - heavy; only the containers collector needs it
@@ -335,19 +346,23 @@ class ContainersCollector:
         self._disconnect()
         client = self._client_factory()
         try:
+            self._client = client
             self._version = str(self._call(client.api.version).get("Version", ""))
-            filters = {
-                "type": ["container", "network"],
-                "event": sorted(set(CONTAINER_EVENTS) | set(NETWORK_EVENTS)),
-            }
-            stream = self._call(client.api.events, decode=True, filters=filters)
+            self._events = self._open_events(client)
         except BaseException:
+            self._client = None
             client.close()
             raise
-        self._client = client
-        self._events = EventFollower(stream, parse_event, "docker-events")
         self._resync()
-        log.info("connected to Docker %s at %s", self._version, self._host)
+        log.info("connected to %s %s at %s", self.product, self._version, self._host)
+
+    def _open_events(self, client: Any) -> EventFollower:
+        filters = {
+            "type": ["container", "network"],
+            "event": sorted(set(CONTAINER_EVENTS) | set(NETWORK_EVENTS)),
+        }
+        stream = self._call(client.api.events, decode=True, filters=filters)
+        return EventFollower(stream, parse_event, "docker-events")
 
     def _disconnect(self) -> None:
         if self._events is not None:
@@ -357,14 +372,15 @@ class ContainersCollector:
             try:
                 self._client.close()
             except Exception as exc:
-                log.debug("closing the Docker client: %s", exc)
+                log.debug("closing the %s client: %s", self.product, exc)
             self._client = None
 
     def _resync(self) -> None:
         """List and inspect everything; events seen so far are covered by it."""
         assert self._events is not None
         self._events.take()
-        networks = self._read_networks()
+        # Networks first: parsing a container may look its networks up (Podman).
+        self._networks = self._read_networks()
         listed = self._call(self._client.api.containers, all=False)
         containers: dict[str, Workload] = {}
         self._paths = {}
@@ -373,7 +389,6 @@ class ContainersCollector:
             ctr = self._inspect(cid) if cid else None
             if ctr is not None:
                 containers[cid] = ctr
-        self._networks = networks
         self._containers = containers
         self._last_resync = self._clock()
         self._data = None
@@ -393,15 +408,24 @@ class ContainersCollector:
             return None
         if not container_running(raw):
             return None
-        ctr = parse_container(raw)
-        if has_own_netns(ctr):
-            paths = netns_paths(raw)
+        ctr = self._parse(raw)
+        if has_own_netns(ctr) and not ctr.no_path_reason:
+            paths = self._netns_paths(raw)
             nsid = self._netns_id(paths)
             if nsid is None:
                 self._paths[ctr.id] = paths
             else:
                 ctr = replace(ctr, netns_id=nsid)
         return ctr
+
+    def _parse(self, raw: Mapping[str, Any]) -> Workload:
+        return parse_container(raw)
+
+    def _netns_paths(self, raw: Mapping[str, Any]) -> tuple[str, ...]:
+        return netns_paths(raw)
+
+    def _describe(self, exc: BaseException) -> str:
+        return _describe(self._host, exc)
 
     def _refresh(self, cid: str) -> None:
         self._paths.pop(cid, None)

@@ -23,7 +23,8 @@ rootless default; bridge networks of rootless Podman, whose veths live in its
 rootless network namespace; host or none networking) are listed with
 ``no_path_reason`` saying why, never dropped.
 
-Like the Docker source: a full resync (list + inspect) at connect, every
+It is the Docker source (:class:`~exporter.sources.docker.ContainersCollector`)
+with these answers: a full resync (list + inspect) at connect, every
 ``resync_interval`` and whenever the service comes back; in between only the
 containers events named are inspected again, so a quiet poll makes no API call.
 """
@@ -33,9 +34,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -43,18 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from exporter.collector import CollectorError
-from exporter.collectors.links import read_netnsid
-from exporter.config import Config
+from exporter.config import Config, DockerConfig
 from exporter.model.workloads import RUNTIME_PODMAN, Endpoint, Network, SourceData, Workload
 from exporter.sources.base import SourceAbsent
-from exporter.sources.docker import container_running, parse_ports
+from exporter.sources.docker import ContainersCollector, parse_ports
 from exporter.sources.engine import (
     ENDPOINTS,
     INSPECT,
     NETWORKS,
     REMOVE,
     EventFollower,
-    is_connection_error,
     root_os_error,
 )
 
@@ -289,16 +286,19 @@ def _socket_path(host: str) -> str:
     return ""
 
 
-class PodmanSource:
+class PodmanSource(ContainersCollector):
     """Running Podman containers and networks, kept current by Podman's event stream.
 
-    ``host`` is the API socket (default the rootful one); ``explicit`` says it was
-    configured, so a missing socket is a failure rather than "no Podman here".
-    ``netnsid_reader`` and ``client_factory`` are seams for tests; ``api_calls``
-    counts API requests and ``resyncs`` the full resyncs.
+    The Docker source's machinery (connect, resync, events, netns ids, reconnect)
+    with Podman's answers. ``host`` is the API socket (default the rootful one);
+    ``explicit`` says it was configured, so a missing socket is a failure rather
+    than "no Podman here". ``netnsid_reader`` and ``client_factory`` are seams for
+    tests; ``api_calls`` counts API requests and ``resyncs`` the full resyncs.
     """
 
     name = "podman"
+    runtime = RUNTIME
+    product = "Podman"
 
     def __init__(
         self,
@@ -312,238 +312,84 @@ class PodmanSource:
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._host = host or DEFAULT_HOST
+        super().__init__(
+            DockerConfig(
+                host=host or DEFAULT_HOST, timeout=timeout, resync_interval=resync_interval
+            ),
+            netnsid_reader=netnsid_reader,
+            client_factory=client_factory,
+            clock=clock,
+        )
         self._explicit = explicit and bool(host)
-        self._timeout = timeout
-        self._resync_interval = resync_interval
         self._network_dirs = tuple(network_dirs)
-        self._read_netnsid = netnsid_reader or read_netnsid
-        self._client_factory = client_factory or self._docker_client
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._events: EventFollower | None = None
         self._answered = False
-        self._version = ""
         self._rootless = False
-        self._workloads: dict[str, Workload] = {}
-        self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of workloads lacking an nsid
-        self._networks: dict[str, Network] = {}  # by name
-        self._last_resync = -math.inf
-        self._data: SourceData | None = None
-        self.api_calls = 0
-        self.resyncs = 0
-
-    # -- public -----------------------------------------------------------
 
     @property
     def host(self) -> str:
         return self._host
 
     def collect(self) -> SourceData:
-        with self._lock:
-            if not self._answered and not self._explicit and self._absent():
-                raise SourceAbsent(f"no Podman socket at {self._host}")
-            try:
-                data = self._collect()
-            except CollectorError:
-                raise
-            except ValueError as exc:
-                self._disconnect()
-                raise CollectorError(f"Podman at {self._host}: {exc}") from exc
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
-                self._disconnect()
-                raise CollectorError(_describe(self._host, exc)) from exc
-            self._answered = True
-            return data
-
-    @property
-    def following_events(self) -> bool:
-        return self._events is not None and self._events.alive
-
-    def close(self) -> None:
-        with self._lock:
-            self._disconnect()
-
-    # -- one poll ---------------------------------------------------------
+        if not self._answered and not self._explicit and self._absent():
+            raise SourceAbsent(f"no Podman socket at {self._host}")
+        try:
+            data = super().collect()
+        except ValueError as exc:  # an answer of a shape Podman does not give
+            self.close()
+            raise CollectorError(f"Podman at {self._host}: {exc}") from exc
+        self._answered = True
+        return data
 
     def _absent(self) -> bool:
         path = _socket_path(self._host)
         return bool(path) and not os.path.exists(path)
 
-    def _collect(self) -> SourceData:
-        events = self._events
-        if self._client is None or events is None or not events.alive:
-            if events is not None and not events.alive:
-                log.info("lost Podman events (%s); reconnecting", events.error)
-            self._connect()
-        elif self._clock() - self._last_resync >= self._resync_interval:
-            self._resync()
-        else:
-            pending, networks_changed = events.take()
-            if pending or networks_changed:
-                # Podman makes no event for a new network: list them with every batch.
-                self._set_networks(self._read_networks())
-            for cid, action in pending.items():
-                if action == REMOVE:
-                    self._forget(cid)
-                else:
-                    self._refresh(cid)
-        self._retry_netnsids()
-        if self._data is None:
-            self._data = SourceData(
-                runtime=RUNTIME,
-                version=self._version,
-                workloads=tuple(sorted(self._workloads.values(), key=lambda w: w.name)),
-                networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
-            )
-        return self._data
+    # -- the hooks of the Docker source -----------------------------------
 
-    def _docker_client(self) -> Any:
-        import docker  # noqa: PLC0415 - heavy; only the Engine API sources need it
-
-        self.api_calls += 1  # the client asks for the API version
-        return docker.DockerClient(base_url=self._host, timeout=self._timeout)
-
-    def _connect(self) -> None:
-        self._disconnect()
-        client = self._client_factory()
-        try:
-            self._client = client
-            self._version = str(self._call(client.api.version).get("Version", ""))
-            info = _obj(self._libpod("/info"), "libpod info")
-            security = _obj(_obj(info.get("host"), "info host").get("security"), "security")
-            self._rootless = bool(security.get("rootless"))
-            stream = self._call(
-                client.api.events, decode=True, filters={"type": ["container", "network"]}
-            )
-        except BaseException:
-            self._client = None
-            client.close()
-            raise
-        self._events = EventFollower(stream, parse_event, "podman-events")
-        self._resync()
-        log.info(
-            "connected to Podman %s at %s%s",
-            self._version,
-            self._host,
-            " (rootless)" if self._rootless else "",
+    def _open_events(self, client: Any) -> EventFollower:
+        info = _obj(self._libpod("/info"), "libpod info")
+        security = _obj(_obj(info.get("host"), "info host").get("security"), "security")
+        self._rootless = bool(security.get("rootless"))
+        stream = self._call(
+            client.api.events, decode=True, filters={"type": ["container", "network"]}
         )
+        return EventFollower(stream, parse_event, "podman-events")
 
-    def _disconnect(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception as exc:
-                log.debug("closing the Podman client: %s", exc)
-            self._client = None
-
-    def _resync(self) -> None:
-        """List and inspect everything; events seen so far are covered by it."""
-        assert self._events is not None
-        self._events.take()
-        self._set_networks(self._read_networks())
-        listed = _list(self._call(self._client.api.containers, all=False), "container list")
-        workloads: dict[str, Workload] = {}
-        self._paths = {}
-        for item in listed:
-            cid = str(_obj(item, "a container").get("Id") or "")
-            wl = self._inspect(cid) if cid else None
-            if wl is not None:
-                workloads[cid] = wl
-        self._workloads = workloads
-        self._last_resync = self._clock()
-        self._data = None
-        self.resyncs += 1
+    def _apply_events(self, pending: Mapping[str, str], networks_changed: bool) -> None:
+        if pending or networks_changed:
+            # Podman makes no event for a new network: list them with every batch.
+            networks = self._read_networks()
+            if networks != self._networks:
+                self._networks = networks
+                self._data = None
+        super()._apply_events(pending, False)
 
     def _libpod(self, path: str) -> Any:
         api = self._client.api
         self.api_calls += 1
-        resp = api.get(f"{api.base_url}{LIBPOD}{path}", timeout=self._timeout)
+        resp = api.get(f"{api.base_url}{LIBPOD}{path}", timeout=self._cfg.timeout)
         return api._result(resp, json=True)
 
     def _read_networks(self) -> dict[str, Network]:
         nets: dict[str, Network] = {}
         for raw in _list(self._libpod("/networks/json"), "network list"):
             net = parse_network(_obj(raw, "a network"))
-            if not net.isolated and "isolate" not in net.options:
-                from_file = isolated_in_file(self._network_dirs, net.name)
-                if from_file:
-                    net = replace(net, isolated=True)
+            in_file = "isolate" not in net.options and isolated_in_file(
+                self._network_dirs, net.name
+            )
+            if in_file:
+                net = replace(net, isolated=True)
             nets[net.name] = net
         return nets
 
-    def _set_networks(self, networks: dict[str, Network]) -> None:
-        if networks != self._networks:
-            self._networks = networks
-            self._data = None
+    def _parse(self, raw: Mapping[str, Any]) -> Workload:
+        return parse_container(raw, self._networks, rootless=self._rootless)
 
-    def _inspect(self, cid: str) -> Workload | None:
-        """Inspect one container; None if it is gone or not running."""
-        import docker.errors  # noqa: PLC0415
+    def _netns_paths(self, raw: Mapping[str, Any]) -> tuple[str, ...]:
+        return netns_paths(raw)
 
-        try:
-            raw = self._call(self._client.api.inspect_container, cid)
-        except docker.errors.NotFound:
-            return None
-        raw = _obj(raw, "container inspect")
-        if not container_running(raw):
-            return None
-        wl = parse_container(raw, self._networks, rootless=self._rootless)
-        if not wl.no_path_reason:
-            paths = netns_paths(raw)
-            nsid = self._netns_id(paths)
-            if nsid is None:
-                self._paths[wl.id] = paths
-            else:
-                wl = replace(wl, netns_id=nsid)
-        return wl
-
-    def _refresh(self, cid: str) -> None:
-        self._paths.pop(cid, None)
-        wl = self._inspect(cid)
-        if wl is None:
-            self._forget(cid)
-        else:
-            self._workloads[wl.id] = wl
-            self._data = None
-
-    def _forget(self, cid: str) -> None:
-        self._paths.pop(cid, None)
-        if self._workloads.pop(cid, None) is not None:
-            self._data = None
-
-    def _netns_id(self, paths: Iterable[str]) -> int | None:
-        for path in paths:
-            try:
-                nsid = self._read_netnsid(path)
-            except OSError:
-                continue
-            if nsid is not None:
-                return nsid
-        return None
-
-    def _retry_netnsids(self) -> None:
-        """The kernel names a namespace only once asked or a link refers to it: ask again."""
-        for cid, paths in list(self._paths.items()):
-            wl = self._workloads.get(cid)
-            if wl is None:
-                del self._paths[cid]
-                continue
-            nsid = self._netns_id(paths)
-            if nsid is not None:
-                self._workloads[cid] = replace(wl, netns_id=nsid)
-                del self._paths[cid]
-                self._data = None
-
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self.api_calls += 1
-        return fn(*args, **kwargs)
+    def _describe(self, exc: BaseException) -> str:
+        return _describe(self._host, exc)
 
 
 def _describe(host: str, exc: BaseException) -> str:
