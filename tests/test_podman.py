@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from exporter.collector import CollectorError
 from exporter.model import PortBinding
 from exporter.sources.base import SourceAbsent
 from exporter.sources.engine import ENDPOINTS, INSPECT, NETWORKS, REMOVE
@@ -195,3 +202,160 @@ def test_missing_default_socket_is_absent(tmp_path: Path) -> None:
     with pytest.raises(SourceAbsent, match="no Podman socket at unix://"):
         src.collect()
     assert src.api_calls == 0
+
+
+# --------------------------------------------------------------------------
+# The source's polling, against a fake Podman client
+# --------------------------------------------------------------------------
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.q: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.read = threading.Event()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while (ev := self.q.get()) is not None:
+            yield ev
+            self.read.set()
+
+    def close(self) -> None:
+        self.q.put(None)
+
+
+class FakePodman:
+    """Podman's answers, as the docker SDK's low-level client hands them on."""
+
+    base_url = "http+docker://localhost"
+
+    def __init__(self) -> None:
+        self.up = True
+        self.networks: Any = [LIBPOD_NETWORK]
+        self.ctrs = {CID: compat_inspect()}
+        self.stream: FakeStream | None = None
+        self.calls: list[str] = []
+
+    # the docker SDK's client and APIClient, in one
+    @property
+    def api(self) -> FakePodman:
+        return self
+
+    def client(self) -> FakePodman:
+        self._up()
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def _up(self) -> None:
+        if not self.up:
+            raise requests.exceptions.ConnectionError(
+                OSError(errno.ECONNREFUSED, "Connection refused")
+            )
+
+    def version(self) -> dict[str, str]:
+        self._up()
+        self.calls.append("version")
+        return {"Version": "4.3.1", "ApiVersion": "1.41"}
+
+    def get(self, url: str, timeout: float) -> str:
+        self._up()
+        path = url.removeprefix(self.base_url)
+        self.calls.append(path)
+        return path
+
+    def _result(self, path: str, json: bool) -> Any:
+        if path == "/v4.0.0/libpod/info":
+            return {"host": {"security": {"rootless": False}}}
+        assert path == "/v4.0.0/libpod/networks/json"
+        return self.networks
+
+    def events(self, **kwargs: Any) -> FakeStream:
+        self._up()
+        self.calls.append("events")
+        self.stream = FakeStream()
+        return self.stream
+
+    def containers(self, all: bool = False) -> list[dict[str, str]]:
+        self._up()
+        self.calls.append("containers")
+        return [{"Id": cid} for cid in self.ctrs]
+
+    def inspect_container(self, cid: str) -> dict[str, Any]:
+        self._up()
+        self.calls.append(f"inspect {cid[:12]}")
+        return self.ctrs[cid]
+
+    def emit(self, type_: str, action: str, actor: str) -> None:
+        assert self.stream is not None
+        self.stream.read.clear()
+        self.stream.q.put({"Type": type_, "Action": action, "Actor": {"ID": actor}})
+        assert self.stream.read.wait(5)
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[tuple[FakePodman, PodmanSource]]:
+    fake = FakePodman()
+    sock = tmp_path / "podman.sock"
+    sock.touch()
+    src = PodmanSource(f"unix://{sock}", netnsid_reader=lambda path: 7, client_factory=fake.client)
+    try:
+        yield fake, src
+    finally:
+        src.close()
+
+
+def test_polls_follow_events_and_a_quiet_poll_asks_nothing(
+    podman: tuple[FakePodman, PodmanSource],
+) -> None:
+    fake, src = podman
+    data = src.collect()
+    assert data.runtime == "podman" and data.version == "4.3.1"
+    (w,) = data.workloads
+    assert (w.name, w.netns_id, w.endpoints[0].network_id) == ("web", 7, NET_ID)
+    assert [n.bridge for n in data.networks] == ["podman2"]
+    calls = len(fake.calls)
+    assert src.collect() is data
+    assert len(fake.calls) == calls  # nothing asked
+    fake.emit("container", "die", CID)
+    assert src.collect().workloads == ()
+    # the networks once (Podman makes no event for them), no inspect
+    assert fake.calls[calls:] == ["/v4.0.0/libpod/networks/json"]
+
+
+def test_a_bad_answer_is_a_clear_error_and_it_reconnects(
+    podman: tuple[FakePodman, PodmanSource],
+) -> None:
+    fake, src = podman
+    src.collect()
+    fake.networks = "not a list"
+    fake.emit("container", "start", CID)
+    with pytest.raises(
+        CollectorError, match=r"Podman at unix://.*: Podman API: network list is str"
+    ):
+        src.collect()
+    fake.networks = [LIBPOD_NETWORK]
+    assert [w.name for w in src.collect().workloads] == ["web"]
+    assert fake.calls.count("events") == 2  # connected again
+
+
+def test_the_service_gone_after_answering_is_a_failure_not_absence(
+    podman: tuple[FakePodman, PodmanSource], tmp_path: Path
+) -> None:
+    fake, src = podman
+    src.collect()
+    fake.up = False
+    (tmp_path / "podman.sock").unlink()
+    assert fake.stream is not None
+    fake.stream.close()  # the event stream dies with the service
+    deadline = time.monotonic() + 5
+    while src.following_events and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the follower thread to notice, with a deadline
+    assert not src.following_events
+    with pytest.raises(CollectorError) as err:
+        src.collect()
+    assert not isinstance(err.value, SourceAbsent)
+    assert "cannot reach Podman at unix://" in str(err.value)
+    assert "Connection refused (is the Podman service running?)" in str(err.value)
+    fake.up = True
+    assert [w.name for w in src.collect().workloads] == ["web"]
