@@ -33,7 +33,8 @@ from exporter.netlink import netfilter as nfnetlink
 from exporter.netlink import route as rtnetlink
 from exporter.netlink import xtables
 from exporter.sources.docker import parse_container, parse_event, parse_network, parse_ports
-from exporter.web.security import WebConfigError, parse_basic_auth, parse_web_config
+from exporter.web.auth import parse_basic_auth
+from exporter.web.config import WebConfigError, parse_web_config
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 HANG_SECONDS = 5  # one example taking this long is a hang (they take microseconds)

@@ -1,0 +1,19 @@
+"""The landing page (exporter.web.landing), served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from weblab import get
+
+from exporter.web.server import ExporterHTTPServer
+
+
+def test_landing_page_links_metrics_and_lists_collectors(
+    start_server: Callable[..., ExporterHTTPServer],
+) -> None:
+    server = start_server()
+    status, headers, body = get(server.server_address[1], "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b'<a href="/metrics">' in body
+    assert b"<td>links</td><td>ok</td>" in body
