@@ -562,11 +562,6 @@ def test_known_crashes(case: tuple[str, Callable[[], Any]]) -> None:
         case[1]()
 
 
-def test_zz_report_known_crashes_seen() -> None:
-    """Figures: how often the fuzzing above ran into the known crash classes."""
-    print(f"\nknown crash classes hit while fuzzing: {known_crashes_seen or 'none'}")
-
-
 def test_a_hang_is_caught() -> None:
     """The guard itself: a parser that never returns fails the example."""
 
