@@ -264,7 +264,7 @@ def test_nobody_with_the_documented_privileges_maps_containers(
         dl.run_sleeper(name)
     names = {"priv-a", "priv-b"}
     env = dl.env()
-    everyone = {"links": 1, "containers": 1, "firewall": 1, "sysctl": 1, "routes": 1}
+    everyone = {"links": 1, "docker": 1, "firewall": 1, "sysctl": 1, "routes": 1}
     d = Daemon(dl.netns, lab.as_user(CAPS, groups=[0, sock_gid]), public, env=env)
     try:
         got = d.scrape_when(
@@ -291,9 +291,9 @@ def test_nobody_with_the_documented_privileges_maps_containers(
     rows = []
     for label, caps, groups, topic, text in [
         ("documented set", CAPS, [0, sock_gid], None, ""),
-        ("without CAP_SYS_PTRACE", ("net_admin", "net_raw"), [0, sock_gid], "containers",
+        ("without CAP_SYS_PTRACE", ("net_admin", "net_raw"), [0, sock_gid], "docker",
          "network namespaces cannot be opened"),
-        ("without the socket's group", CAPS, [0], "containers", "Permission denied"),
+        ("without the socket's group", CAPS, [0], "docker", "Permission denied"),
     ]:  # fmt: skip
         rc, out = run_check(dl.netns, lab.as_user(caps, groups), public, env=env)
         fails = failed(out)
