@@ -19,7 +19,7 @@ from typing import Any
 
 from exporter.web.config import CIPHER_SUITES, CURVES, TLS_VERSIONS, TLSSettings, WebConfigError
 
-log = logging.getLogger("netpath.http")
+log = logging.getLogger("netpath.http")  # a connection's fate: the HTTP side's logger
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
 
