@@ -3,6 +3,7 @@ headers on every response, reload without a restart, a clear error at the daemon
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
@@ -31,7 +32,12 @@ from weblab import (
 )
 
 from exporter.web.config import WebConfigError
-from exporter.web.security import read_web_config
+from exporter.web.security import (
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    WebSecurity,
+    read_web_config,
+)
 from exporter.web.server import ExporterHTTPServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +95,20 @@ def test_headers_are_added_to_every_response(serve: Serve) -> None:
         assert headers["x-frame-options"] == "deny"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["content-security-policy"] == "default-src 'none'"
+
+
+def test_admission_is_rate_limit_first_then_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"basic_auth_users:\n  alice: {HASH}\nrate_limit:\n  interval: 1h\n  burst: 2\n"
+    )
+    security = WebSecurity(str(path))
+    good = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    assert security.admit(good) is None
+    assert security.admit(None) == UNAUTHORIZED
+    assert UNAUTHORIZED.headers == (("WWW-Authenticate", "Basic"),)
+    # Out of tokens: even good credentials get 429, before any bcrypt runs.
+    assert security.admit(good) == TOO_MANY_REQUESTS
 
 
 # ---------------------------------------------------------------------------
