@@ -48,7 +48,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.poller = poller
         self.cfg = cfg
         self.security = security  # web config (TLS, basic auth, headers); None: plain HTTP
-        self.path_view = PathView()  # the "path" page (keeps the previous snapshot for rates)
+        self.path_view = PathView()  # the "path" page (rendered once per poll)
         super().__init__(address, Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
