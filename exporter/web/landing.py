@@ -24,8 +24,8 @@ def render_landing(cfg: Config, snap: Snapshot | None) -> bytes:
                 f"<tr><td>{html.escape(s.name)}</td><td>{state}</td>"
                 f"<td>{s.duration * 1000:.1f} ms</td></tr>"
             )
-        fw = snap.poll.data.get("firewall")
-        if isinstance(fw, FirewallData):
+        fw = snap.poll.get("firewall", FirewallData)
+        if fw is not None:
             found = ", ".join(f"{b} ({f})" for f, b in fw.backends) or "none holding rules"
             backends = f"<p>Firewall backends: {html.escape(found)}</p>"
     disabled = [n for n in cfg.collectors if not cfg.enabled(n)]
