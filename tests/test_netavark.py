@@ -225,3 +225,41 @@ def test_the_manager_reads_podman_sources_from_the_topology() -> None:
     )
     assert meaning.tables == (0, 1)
     assert meaning == analyse(fw, NETWORKS, WORKLOADS)
+
+
+def test_a_dual_stack_network_on_ip6tables() -> None:
+    assert chain_hash("dual") == "52A648766DA40"  # as netavark named it in the lab
+    text = (FIXTURE.parent / "netavark-1.4-dual.ip6tables-save").read_text()
+    fw = FirewallData(
+        (("ipv6", BACKEND_IPTABLES_NFT),),
+        tuple(parse_iptables_save(text, "ipv6", BACKEND_IPTABLES_NFT)),
+    )
+    dual = replace(
+        network("dual", "podman1", "10.89.5.0/24", "10.89.5.1"),
+        subnets=("10.89.5.0/24", "fd00:89:5::/64"),
+        gateways=("10.89.5.1", "fd00:89:5::1"),
+        enable_ipv6=True,
+    )
+    web = Workload(
+        runtime="podman",
+        id=WEB_ID,
+        name="web",
+        image="",
+        compose_project="",
+        compose_service="",
+        network_mode="bridge",
+        netns_id=1,
+        endpoints=(Endpoint("dual", "dual", "10.89.5.2", "fd00:89:5::2", "", ""),),
+        ports=(),
+    )
+    got = {f.name: dict(f.samples) for f in render_netavark(fw, (dual,), (web,))}
+    assert got["netpath_published_port_connections_total"] == {
+        ("netavark", "web", "", "", "dual", "tcp", "::", "8080", "80"): 2
+    }
+    assert got["netpath_masquerade_connections_total"] == {
+        ("netavark", "dual", "podman1", "fd00:89:5::/64", "", "", ""): 3
+    }
+    assert got["netpath_forwarded_packets_total"] == {
+        ("netavark", "dual", "podman1", "inbound"): 4,
+        ("netavark", "dual", "podman1", "outbound"): 5,
+    }
