@@ -36,7 +36,6 @@ import argparse
 import ipaddress
 import json
 import re
-import socket
 import struct
 import sys
 import time
@@ -1182,17 +1181,7 @@ def read_container_ifnames(netnsid: int, timeout: float = 2.0) -> dict[int, str]
     """
     from exporter.netlink import route as rtnetlink  # noqa: PLC0415
 
-    body = rtnetlink.build_link_dump_request(1)[16:] + _RTA.pack(8, IFLA_TARGET_NETNSID, netnsid)
-    req = _NLMSG.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST_DUMP, 1, 0) + body
-    names: dict[int, str] = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(req, (0, 0))
-        done = False
-        while not done:
-            part, done = rtnetlink.parse_link_names(sock.recv(1 << 16), 1)
-            names.update(part)
-    return names
+    return rtnetlink.read_link_names(netnsid=netnsid, timeout=timeout)
 
 
 def _read_all_containers(host: str, timeout: float) -> list[Mapping[str, Any]]:
