@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import lab  # noqa: E402  (tests/lab.py)
 
 from exporter.config import FirewallConfig  # noqa: E402
-from exporter.firewall.collector import FirewallCollector, render_firewall  # noqa: E402
+from exporter.firewall.collector import FirewallCollector  # noqa: E402
+from exporter.metrics.firewall import render_firewall  # noqa: E402
 from exporter.netlink import netfilter as nfnetlink  # noqa: E402
 from exporter.netlink import xtables  # noqa: E402
 

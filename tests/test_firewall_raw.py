@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.firewall.collector import policy_counters
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
+from exporter.firewall.nftables import policy_counters
 from exporter.model import BACKEND_IPTABLES_NFT, BACKEND_NFTABLES
 from exporter.netlink import netfilter as nl
 from exporter.netlink import xtables as xt

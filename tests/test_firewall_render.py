@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from exporter.config import FirewallConfig
-from exporter.firewall.collector import (
-    backend_families,
-    render_firewall,
-    select_chain,
-    table_holds_rules,
-)
+from exporter.firewall.selection import backend_families, select_chain, table_holds_rules
+from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,

@@ -22,11 +22,11 @@ import lab
 import pytest
 
 from exporter.collectors.links import render_interfaces
-from exporter.firewall.collector import render_firewall
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
 from exporter.meaning.docker import render_docker
 from exporter.metrics.exposition import ExpositionWriter
+from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
@@ -250,7 +250,8 @@ AGENT = r"""
 import dataclasses, json, subprocess, sys
 from exporter.config import FirewallConfig
 from exporter.meaning.docker import render_docker
-from exporter.firewall.collector import FirewallCollector, render_firewall
+from exporter.firewall.collector import FirewallCollector
+from exporter.metrics.firewall import render_firewall
 collector = FirewallCollector(FirewallConfig())
 ipt = sys.argv[1]
 def step(*cmd):

@@ -11,8 +11,8 @@ from exporter import __version__
 from exporter.collectors.links import render_interfaces, render_routes
 from exporter.collectors.sysctl import render_sysctl
 from exporter.config import Config
-from exporter.firewall.collector import render_firewall
 from exporter.meaning.docker import render_docker
+from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     DockerData,
     FirewallData,
