@@ -26,17 +26,19 @@ the kernel already lists.
 from __future__ import annotations
 
 from exporter.collector import CollectorError
-from exporter.config import FirewallConfig
+from exporter.config import Config, FirewallConfig
 from exporter.firewall.commands import Runner, read_command
 from exporter.firewall.legacy import LegacyBackend
 from exporter.firewall.nftables import NftBackend
 from exporter.firewall.plans import ChainCache
 from exporter.firewall.selection import select_chain
+from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
     FirewallData,
+    MetricFamily,
     Table,
 )
 
@@ -90,3 +92,13 @@ class FirewallCollector:
             errors=tuple(errors),
             structure=self._cache.structure_of(tables),
         )
+
+
+def make_firewall(cfg: Config) -> FirewallCollector:
+    """The registry's factory (see exporter.registry)."""
+    return FirewallCollector(cfg.firewall)
+
+
+def render_firewall_rules(data: FirewallData, poll: object, cfg: Config) -> list[MetricFamily]:
+    """The registry's renderer: :func:`~exporter.metrics.firewall.render_firewall`."""
+    return render_firewall(data)
