@@ -96,13 +96,23 @@ def error_of(data: Buffer, off: int, length: int) -> NetlinkError | None:
     return kernel_error(err) if err else None
 
 
+def done_error(data: Buffer, off: int, length: int) -> NetlinkError | None:
+    """The error a dump's NLMSG_DONE at ``off`` carries (its payload: an int, negative
+    errno when the dump failed, e.g. EINVAL for an unknown IFLA_TARGET_NETNSID); None if none."""
+    if length < 20:
+        return None
+    (err,) = _ERRNO.unpack_from(data, off + 16)
+    return kernel_error(err) if err < 0 else None
+
+
 def messages(
     data: Buffer, seq: int | None = None, *, raise_errors: bool = True
 ) -> Iterator[tuple[int, int, int, int]]:
     """(type, offset, length, seq) of each message of ``seq`` (of any when None).
 
-    NLMSG_DONE is yielded like any other type. An NLMSG_ERROR carrying an
-    errno raises :class:`NetlinkError` and an acknowledgement is skipped;
+    NLMSG_DONE is yielded like any other type, unless it carries an error
+    (:func:`done_error`). An NLMSG_ERROR carrying an errno, too, raises
+    :class:`NetlinkError`, and an acknowledgement is skipped;
     with ``raise_errors`` False both are yielded instead (see
     :func:`error_of`). An interrupted dump raises ``InterruptedError``; a
     message overrunning ``data`` or a partial header ``ValueError``.
@@ -118,6 +128,8 @@ def messages(
         if seq is None or mseq == seq:
             if flags & NLM_F_DUMP_INTR:
                 raise InterruptedError("netlink dump interrupted by a concurrent change")
+            if mtype == NLMSG_DONE and (exc := done_error(data, off, length)) is not None:
+                raise exc
             if mtype != NLMSG_ERROR or not raise_errors:
                 yield mtype, off, length, mseq
             elif (exc := error_of(data, off, length)) is not None:

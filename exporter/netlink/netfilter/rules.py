@@ -195,6 +195,8 @@ def parse_rule_messages(
                 else:
                     append((table, chain, handle, ctr[0], ctr[1]))
         elif mtype == NLMSG_DONE:
+            if (exc := core.done_error(data, off, mlen)) is not None:
+                raise exc
             return True
         elif mtype == NLMSG_ERROR and (exc := core.error_of(data, off, mlen)) is not None:
             raise exc

@@ -103,6 +103,8 @@ def parse_stats_messages(
         if flags & NLM_F_DUMP_INTR:
             raise InterruptedError("netlink dump interrupted by a concurrent change")
         if mtype == NLMSG_DONE:
+            if (exc := core.done_error(data, off, length)) is not None:
+                raise exc
             done = True
         elif mtype == NLMSG_ERROR:
             if (exc := core.error_of(data, off, length)) is not None:
