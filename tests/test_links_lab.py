@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 AGENT = r"""
 import dataclasses, json, sys
-sys.path.insert(0, "tests")  # the pyroute2 oracles of test_links and test_routes
+sys.path.insert(0, "tests")  # the pyroute2 oracles of test_netlink_route_* and test_routes
 from exporter.collectors import links
 from exporter.netlink import route as rtnetlink
 collectors = {}
@@ -42,12 +42,12 @@ for line in sys.stdin:
         if cmd == "topology":
             out = [dataclasses.asdict(l) for l in links.read_topology()]
         elif cmd == "oracle_topology":
-            from test_links import pyroute2_topology
+            from test_netlink_route_links import pyroute2_topology
             out = [dataclasses.asdict(l) for l in pyroute2_topology()]
         elif cmd == "route_entries":
             out = rtnetlink.read_route_entries(table=int(arg or 0))
         elif cmd == "oracle_route_entries":
-            from test_routes import pyroute2_route_entries
+            from test_netlink_route_routes import pyroute2_route_entries
             out = pyroute2_route_entries()
         elif cmd == "oracle_read_routes":
             from test_routes import pyroute2_read_routes
@@ -55,7 +55,7 @@ for line in sys.stdin:
         elif cmd == "netnsid_or_errno":
             out = errno_of(links.read_netnsid, arg)
         elif cmd == "oracle_netnsid_or_errno":
-            from test_links import pyroute2_netnsid
+            from test_netlink_route_links import pyroute2_netnsid
             out = errno_of(pyroute2_netnsid, arg)
         elif cmd == "collect":
             c = collectors.setdefault("links", links.LinksCollector())
