@@ -12,7 +12,6 @@ reader back to the text.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.firewall.commands import CommandError, Runner, os_error_message
@@ -25,14 +24,12 @@ from exporter.firewall.plans import (
     Restructure,
     Unsettled,
 )
-from exporter.firewall.selection import table_holds_rules
+from exporter.firewall.selection import Select, table_holds_rules
 from exporter.model import BACKEND_IPTABLES_LEGACY, Chain, Table
 from exporter.netlink import xtables
 from exporter.netlink.xtables import XtCounterLayout, XtFamily, XtReader, XtTable
 
 _LEGACY_SAVE = {"ipv4": "iptables-legacy-save", "ipv6": "ip6tables-legacy-save"}
-
-Select = Callable[[str, str, bool], bool]
 
 
 @dataclass(slots=True)

@@ -12,14 +12,13 @@ faithfully (made with nft, e.g. with sets) is read as a native table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.firewall.commands import CommandError, Runner
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import NftTable, parse_nft_text
 from exporter.firewall.plans import ChainCache, ChainPlan
-from exporter.firewall.selection import backend_families, table_holds_rules
+from exporter.firewall.selection import Select, backend_families, table_holds_rules
 from exporter.model import BACKEND_IPTABLES_NFT, BACKEND_NFTABLES, Chain, Table
 from exporter.netlink import netfilter as nfnetlink
 from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
@@ -27,8 +26,6 @@ from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
 IPTABLES_NFT_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 IPT_NFT_FAMILIES = {nfnetlink.NFPROTO_IPV4: "ipv4", nfnetlink.NFPROTO_IPV6: "ipv6"}
 _NFT_SAVE = {"ipv4": "iptables-nft-save", "ipv6": "ip6tables-nft-save"}
-
-Select = Callable[[str, str, bool], bool]
 
 
 @dataclass(slots=True)

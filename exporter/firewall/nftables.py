@@ -19,7 +19,6 @@ from exporter.firewall.commands import CommandError, Runner, os_error_message
 from exporter.firewall.nft_structure import (
     NftState,
     NftTablePlan,
-    Select,
     StructureReads,
     read_structure,
 )
@@ -31,6 +30,7 @@ from exporter.firewall.plans import (
     Restructure,
     Unsettled,
 )
+from exporter.firewall.selection import Select
 from exporter.model import BACKEND_IPTABLES_NFT, Chain, Table
 from exporter.netlink import xtables
 from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter

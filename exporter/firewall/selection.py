@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 from exporter.config import FirewallConfig
 from exporter.model import BACKEND_NFTABLES, Table
+
+# (table, chain, built-in?) -> exported?; the collector's cached select_chain
+Select = Callable[[str, str, bool], bool]
 
 
 def select_chain(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> bool:
