@@ -37,7 +37,6 @@ import ipaddress
 import json
 import logging
 import re
-import struct
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -1142,12 +1141,6 @@ def format_path_text(path: ContainerPath) -> str:
 # --------------------------------------------------------------------------
 # Reading the host (I/O)
 # --------------------------------------------------------------------------
-
-_NLMSG = struct.Struct("=IHHII")
-_RTA = struct.Struct("=HHi")
-IFLA_TARGET_NETNSID = 46
-RTM_GETLINK = 18
-NLM_F_REQUEST_DUMP = 0x1 | 0x300
 
 
 def read_container_ifnames(netnsid: int, timeout: float = 2.0) -> dict[int, str]:
