@@ -44,7 +44,6 @@ from typing import Any
 from exporter.collector import CollectorError
 from exporter.config import Config, DockerConfig
 from exporter.model.workloads import RUNTIME_PODMAN, Endpoint, Network, SourceData, Workload
-from exporter.sources.base import SourceAbsent
 from exporter.sources.docker import ContainersCollector, parse_ports
 from exporter.sources.engine import (
     ENDPOINTS,
@@ -279,13 +278,6 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
 # --------------------------------------------------------------------------
 
 
-def _socket_path(host: str) -> str:
-    for prefix in ("unix://", "unix:"):
-        if host.startswith(prefix):
-            return "/" + host[len(prefix) :].lstrip("/")
-    return ""
-
-
 class PodmanSource(ContainersCollector):
     """Running Podman containers and networks, kept current by Podman's event stream.
 
@@ -320,9 +312,9 @@ class PodmanSource(ContainersCollector):
             client_factory=client_factory,
             clock=clock,
         )
-        self._explicit = explicit and bool(host)
+        # Nobody named the socket: a host without Podman is not a failure (SourceAbsent).
+        self._implicit = not (explicit and host)
         self._network_dirs = tuple(network_dirs)
-        self._answered = False
         self._rootless = False
 
     @property
@@ -330,19 +322,11 @@ class PodmanSource(ContainersCollector):
         return self._host
 
     def collect(self) -> SourceData:
-        if not self._answered and not self._explicit and self._absent():
-            raise SourceAbsent(f"no Podman socket at {self._host}")
         try:
-            data = super().collect()
+            return super().collect()
         except ValueError as exc:  # an answer of a shape Podman does not give
             self.close()
             raise CollectorError(f"Podman at {self._host}: {exc}") from exc
-        self._answered = True
-        return data
-
-    def _absent(self) -> bool:
-        path = _socket_path(self._host)
-        return bool(path) and not os.path.exists(path)
 
     # -- the hooks of the Docker source -----------------------------------
 
