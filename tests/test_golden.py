@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_docker_rules import nft_tables_from_text
+from test_docker_rules import EXPECTED, NETWORK_OF, nft_tables_from_text
 
 from exporter.config import Config
 from exporter.firewall.iptables_save import parse_iptables_save
@@ -245,3 +245,42 @@ def test_02_exposition_is_01_with_the_documented_renames(scenario: str) -> None:
     assert got == want
     # and the mapping changed something real: every renamed family is in both
     assert {n for n, _, _ in old} & set(_RENAMED) == set(_RENAMED)
+
+
+# --------------------------------------------------------------------------
+# The layout scenarios are the host of tests/fixtures/docker_rules
+# --------------------------------------------------------------------------
+
+# scenario -> (layout of test_docker_rules.EXPECTED, factor of its counters)
+_FIXTURE_HOSTS = {
+    "classic-nft": ("classic", 1),
+    "classic-legacy": ("classic", 3),
+    "forward-chains": ("forward-chains", 1),
+    "v29-iptables": ("v29-iptables", 1),
+    "v29-nftables": ("v29-nftables", 1),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(_FIXTURE_HOSTS))
+def test_layout_scenarios_serve_the_fixture_expectations(scenario: str) -> None:
+    """Each layout scenario's meaning series are test_docker_rules' expectations for its layout."""
+    layout, k = _FIXTURE_HOSTS[scenario]
+    exp = EXPECTED[layout]
+    got: dict[str, dict[tuple[str, ...], float]] = {}
+    for fam in text_string_to_metric_families((SCENARIOS / scenario / "expected.prom").read_text()):
+        for s in fam.samples:
+            labels = {n: v for n, v in s.labels.items() if n not in ("manager", "namespace", "pod")}
+            if s.name == "netpath_masquerade_connections_total":
+                labels.pop("container")
+            got.setdefault(s.name, {})[tuple(labels.values())] = s.value
+    for kind, unit in (("dropped", "packets"), ("dropped", "bytes"), ("forwarded", "packets")):
+        want = {
+            (NETWORK_OF[bridge], bridge, x): k * counters[unit == "bytes"]
+            for (bridge, _, x), counters in exp[kind].items()  # type: ignore[attr-defined]
+        }
+        assert got[f"netpath_{kind}_{unit}_total"] == want, (kind, unit)
+    published = {key: k * v for key, v in exp["published"].items()}  # type: ignore[attr-defined]
+    assert got["netpath_published_port_connections_total"] == published
+    masq = {key: k * v for key, v in exp["masquerade"].items()}  # type: ignore[attr-defined]
+    assert got["netpath_masquerade_connections_total"] == masq
+    assert got["netpath_firewall_layout_info"] == {(layout,): 1}
