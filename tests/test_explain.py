@@ -498,24 +498,11 @@ def _api() -> ContainerPath:
     return next(p for p in scenario_paths("ipv6") if p.container.name == "api")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain's text prints every published port's target with the container's IPv4 "
-    "address: '[::]:8443 -> 172.21.0.2:443' where the ip6tables DNAT goes to "
-    "[fd00:21::2]:443 (exporter/paths/text.py takes the target from iface.ip)",
-)
 def test_an_ipv6_published_port_points_at_the_ipv6_address() -> None:
     text = format_path_text(_api())
     assert "tcp [::]:8443 -> [fd00:21::2]:443  1173 connections" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a container on two networks gets its published ports on every leg; on the leg "
-    "whose network holds no DNAT rule for them explain says 'no DNAT rule: docker-proxy "
-    "alone serves it', though the DNAT to its address on the other network serves them "
-    "(exporter/paths/walk.py _docker_views lists all of Workload.ports per leg)",
-)
 def test_published_ports_stay_on_the_leg_their_dnat_serves() -> None:
     api = _api()
     by_net = {leg.network.name: leg for leg in api.legs if leg.network is not None}
