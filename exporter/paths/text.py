@@ -189,7 +189,9 @@ def format_path_text(path: ContainerPath) -> str:
                 out.append("         (no rules)")
         out.append("  6. published ports")
         for p in leg.published_ports:
-            target = _hostport(iface.ip.split("/")[0] or "?", p.container_port)
+            # An IPv6 port's DNAT goes to the container's IPv6 address.
+            addr = iface.ipv6 if ":" in p.host_ip and iface.ipv6 else iface.ip
+            target = _hostport(addr.split("/")[0] or "?", p.container_port)
             head = f"       {p.protocol} {_hostport(p.host_ip, p.host_port)} -> {target}  "
             if not p.rules:
                 out.append(head + "no DNAT rule: docker-proxy alone serves it")

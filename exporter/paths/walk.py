@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.model import (
@@ -429,7 +429,9 @@ _RUNTIME_MANAGER = {"podman": "netavark"}
 
 
 def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface]) -> ContainerPath:
-    legs = tuple(_leg(ctx, ctr, wi) for wi in interfaces if wi.workload.id == ctr.id)
+    legs = _ports_on_their_legs(
+        tuple(_leg(ctx, ctr, wi) for wi in interfaces if wi.workload.id == ctr.id)
+    )
     manager = _RUNTIME_MANAGER.get(ctr.runtime, "docker")
     layout, backend = ctx.layouts.get(manager, (ctx.layout, ctx.backend))
     return ContainerPath(
@@ -442,6 +444,30 @@ def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface])
         firewall_errors=ctx.firewall.errors if ctx.firewall is not None else (),
         manager=manager,
     )
+
+
+def _ports_on_their_legs(legs: tuple[Leg, ...]) -> tuple[Leg, ...]:
+    """Each published port on the leg whose DNAT serves it.
+
+    The runtime lists a container's ports, not the network they are published
+    on: each leg starts with all of them. A port that a leg's DNAT rules serve
+    stays there only; one that no leg's rules serve (docker-proxy alone) stays
+    on the first leg only.
+    """
+    if len(legs) < 2:
+        return legs
+    served = {_port_key(p) for leg in legs for p in leg.published_ports if p.rules}
+    out = []
+    for i, leg in enumerate(legs):
+        kept = tuple(
+            p for p in leg.published_ports if p.rules or (i == 0 and _port_key(p) not in served)
+        )
+        out.append(replace(leg, published_ports=kept))
+    return tuple(out)
+
+
+def _port_key(p: PortView) -> tuple[str, str, int, int]:
+    return (p.protocol, p.host_ip, p.host_port, p.container_port)
 
 
 def build_path(
