@@ -338,9 +338,12 @@ class PodmanLab:
         """Tear everything down; safe after partial set-up and twice."""
         try:
             if self._holder is not None and self._holder.poll() is None:
+                ids: list[str] = []
                 with suppress(Exception):
+                    ids = self.podman("ps", "-aq", "--no-trunc", check=False).split()
                     self.podman("rm", "-af", "-t", "0", check=False)
                 self.stop_service()
+                _remove_cgroups(ids)
                 # conmon and containers this lab started, if rm left any: by PID.
                 for pid in self._pids_in_mount_ns():
                     with suppress(ProcessLookupError):
@@ -359,6 +362,18 @@ class PodmanLab:
                 self.netns.delete()
                 self._netns_made = False
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _remove_cgroups(ids: list[str]) -> None:
+    """rmdir what the cgroupfs manager left of these containers (``libpod_parent/libpod-ID``)."""
+    for cid in ids:
+        for d in Path("/sys/fs/cgroup").glob(f"*/libpod_parent/libpod-{cid}"):
+            for sub in sorted(d.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if sub.is_dir():
+                    with suppress(OSError):
+                        sub.rmdir()
+            with suppress(OSError):
+                d.rmdir()
 
 
 @contextmanager
