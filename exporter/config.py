@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
-COLLECTORS = ("links", "containers", "firewall", "sysctl", "routes")
+from exporter.registry import COLLECTORS as SPECS
+from exporter.registry import Setting, all_settings
+
+COLLECTORS = tuple(spec.name for spec in SPECS)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -78,13 +81,26 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     poll_interval: float = 5.0
-    collectors: Mapping[str, bool] = field(default_factory=lambda: dict.fromkeys(COLLECTORS, True))
+    collectors: Mapping[str, bool] = field(
+        default_factory=lambda: {spec.name: spec.default for spec in SPECS}
+    )
     links: LinksConfig = field(default_factory=LinksConfig)
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
+    # The collectors' own settings (exporter.registry.Setting), by key; defaults when absent.
+    settings: Mapping[str, str | float | int | bool] = field(default_factory=dict)
 
     def enabled(self, collector: str) -> bool:
         return bool(self.collectors.get(collector, False))
+
+    def setting(self, key: str) -> str | float | int | bool:
+        """A collector's setting (``"cri.endpoint"``): the configured value or its default."""
+        if key in self.settings:
+            return self.settings[key]
+        for s in all_settings():
+            if s.key == key:
+                return s.default
+        raise KeyError(f"no setting {key!r} in the collector registry")
 
 
 # ---------------------------------------------------------------------------
@@ -195,8 +211,12 @@ def parse_config(raw: object, source: str = "config") -> Config:
         raise ConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
     problems: list[str] = []
     cfg = Config()
+    setting_sections = {st.section for st in all_settings()}
     check_unknown_keys(
-        raw, {"web", "log", "poll", "collectors", "links", "firewall", "docker"}, "", problems
+        raw,
+        {"web", "log", "poll", "collectors", "links", "firewall", "docker"} | setting_sections,
+        "",
+        problems,
     )
 
     web = _section(raw, "web", problems)
@@ -261,8 +281,25 @@ def parse_config(raw: object, source: str = "config") -> Config:
             fw_kw[key] = d
     cfg = replace(cfg, firewall=replace(cfg.firewall, **fw_kw))
 
+    settings: dict[str, str | float | int | bool] = {}
+    for section in sorted(setting_sections):
+        known = [st for st in all_settings() if st.section == section]
+        if section == "docker":
+            continue  # docker.* settings are checked with the docker section below
+        sec = _section(raw, section, problems)
+        check_unknown_keys(sec, {st.name for st in known}, f"{section}.", problems)
+        _read_settings(sec, known, settings, problems)
+    cfg = replace(cfg, settings=settings)
+
     dk = _section(raw, "docker", problems)
-    check_unknown_keys(dk, {f.name for f in fields(DockerConfig)}, "docker.", problems)
+    docker_settings = [st for st in all_settings() if st.section == "docker"]
+    check_unknown_keys(
+        dk,
+        {f.name for f in fields(DockerConfig)} | {st.name for st in docker_settings},
+        "docker.",
+        problems,
+    )
+    _read_settings(dk, docker_settings, settings, problems)
     dk_kw: dict[str, Any] = {}
     if "host" in dk and (s := _check_str(dk["host"], "docker.host", problems)) is not None:
         dk_kw["host"] = s
@@ -274,6 +311,34 @@ def parse_config(raw: object, source: str = "config") -> Config:
     if problems:
         raise ConfigError(problems, source)
     return cfg
+
+
+def check_setting(value: object, setting: Setting, problems: list[str]) -> object | None:
+    """``value`` checked as ``setting``'s kind; None (and a problem) if it is not one."""
+    where = setting.key
+    if setting.kind == "str":
+        return _check_str(value, where, problems)
+    if setting.kind == "bool":
+        return _check_bool(value, where, problems)
+    if setting.kind == "duration":
+        return _check_duration(value, where, problems)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.append(f"{where}: expected a whole number >= 0, got {value!r}")
+        return None
+    return value
+
+
+def _read_settings(
+    section: Mapping[str, Any],
+    known: list[Setting],
+    into: dict[str, str | float | int | bool],
+    problems: list[str],
+) -> None:
+    for st in known:
+        if st.name in section:
+            v = check_setting(section[st.name], st, problems)
+            if isinstance(v, str | float | int | bool):
+                into[st.key] = v
 
 
 def load_config(path: str | None) -> Config:

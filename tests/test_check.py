@@ -22,17 +22,17 @@ from exporter.check import (
 from exporter.config import Config
 from exporter.model import (
     Chain,
-    Container,
-    ContainerEndpoint,
-    DockerData,
+    Endpoint,
     FirewallData,
     Link,
     LinksData,
     Route,
     RoutesData,
     Rule,
+    SourceData,
     SysctlData,
     Table,
+    Workload,
 )
 from exporter.poller import CollectorStatus, PollResult
 
@@ -57,9 +57,9 @@ def test_parse_capabilities() -> None:
     assert parse_capabilities("CapEff:\t000001ffffffffff\n")[2] >= {"CAP_SYS_ADMIN"}
 
 
-def _ctr(name: str, nsid: int | None) -> Container:
-    ep = ContainerEndpoint("bridge", "n" * 64, "172.17.0.2", "", "02:42:ac:11:00:02", "172.17.0.1")
-    return Container(name * 8, name, "img", "", "", "bridge", nsid, (ep,), ())
+def _ctr(name: str, nsid: int | None) -> Workload:
+    ep = Endpoint("bridge", "n" * 64, "172.17.0.2", "", "02:42:ac:11:00:02", "172.17.0.1")
+    return Workload(name * 8, name, "img", "", "", "bridge", nsid, (ep,), ())
 
 
 def _poll(**over: object) -> PollResult:
@@ -84,7 +84,7 @@ def _poll(**over: object) -> PollResult:
         ),
         "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
         "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
-        "containers": DockerData("27.1.0", (_ctr("web", 0),), ()),
+        "containers": SourceData("27.1.0", (_ctr("web", 0),), ()),
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
@@ -112,7 +112,7 @@ def test_failures_and_their_reasons() -> None:
     caps = ProcessCaps(65534, (), frozenset({"CAP_NET_RAW"}))
     poll = _poll(
         firewall=None,
-        containers=DockerData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
+        containers=SourceData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
         sysctl=SysctlData({"ipv4": False}, {"ipv4": True}),
     )
     findings = build_findings(Config(), caps, poll, (FAIL, "web.yml: bad"))
@@ -156,7 +156,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         )
         host.exec("iptables-nft-restore", input=lab.SEED_RULESET.read_text())
         host.exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        proc = _check(host, "--no-collector.containers")
+        proc = _check(host, "--no-collector.docker")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout
         assert "backends: iptables-nft (ipv4); 26 rules in the exported chains" in out, out
@@ -172,7 +172,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         # An invalid web config file is reported.
         bad = tmp_path / "web.yml"
         bad.write_text("basic_auth_users: {a: b}\n")
-        proc = _check(host, "--no-collector.containers", f"--web.config.file={bad}")
+        proc = _check(host, "--no-collector.docker", f"--web.config.file={bad}")
         assert proc.returncode == 1
         assert "[FAIL] web" in proc.stdout and "not a bcrypt hash" in proc.stdout
 
@@ -186,6 +186,6 @@ def test_check_on_a_nat_table_made_the_way_dockerd_makes_it() -> None:
         host.exec("iptables-nft", "-t", "nat", "-N", "DOCKER")
         host.exec("iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "10.213.0.0/24",
                   "!", "-o", "docker0", "-j", "MASQUERADE")  # fmt: skip
-        proc = _check(host, "--no-collector.containers")
+        proc = _check(host, "--no-collector.docker")
         assert "[FAIL]" not in proc.stdout, proc.stdout
         assert proc.returncode == 0
