@@ -51,6 +51,7 @@ import grpc
 
 from exporter.collector import CollectorAbsent, CollectorError
 from exporter.collectors.links import read_netnsid
+from exporter.config import Config
 from exporter.model.workloads import (
     RUNTIME_CONTAINERD,
     RUNTIME_CRIO,
@@ -523,3 +524,8 @@ class CriSource:
 
     def close(self) -> None:
         self._drop()
+
+
+def make_cri(cfg: Config) -> CriSource:
+    """The registry's factory: the CRI source on ``cri.endpoint`` (or the default sockets)."""
+    return CriSource(str(cfg.setting("cri.endpoint")))
