@@ -34,8 +34,10 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ from typing import Any
 
 import lab
 import pytest
-from dockerlab import BUSYBOX_APPLETS, NetnsPython, _pid_alive, poll_until
+from dockerlab import BUSYBOX_APPLETS, REPO, NetnsPython, _pid_alive, poll_until
 
 from exporter.sources import cri_api_pb2 as pb
 from exporter.sources.cri_client import CriClient
@@ -630,3 +632,90 @@ def cri_lab(*, image: bool = True) -> Iterator[CriLab]:
         yield cl
     finally:
         cl.close()
+
+
+# --------------------------------------------------------------------------
+# The real exporter on the lab node, scraped over HTTP
+# --------------------------------------------------------------------------
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+class NodeExporter:
+    """``python -m exporter`` in the node namespace, on the lab's CRI socket."""
+
+    def __init__(self, cl: CriLab, *flags: str) -> None:
+        self.cl = cl
+        self.port = lab.free_port()  # ports are per namespace; any plausible number will do
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net={cl.netns.path}", sys.executable, "-m", "exporter",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--poll.interval=300ms",
+             "--cri.endpoint", cl.sock, "--no-collector.docker", *flags],
+            cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def text(self) -> str:
+        def answer() -> str | None:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"exporter exited ({self.proc.returncode}): {err}")
+            r = subprocess.run(
+                ["nsenter", f"--net={self.cl.netns.path}", "curl", "-sf", "--max-time", "5",
+                 f"http://127.0.0.1:{self.port}/metrics"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            return r.stdout if r.returncode == 0 else None
+
+        return poll_until("the exporter to answer", answer, timeout=30)  # type: ignore[no-any-return]
+
+    def scrape(self) -> Samples:
+        return lab.parse_exposition(self.text())
+
+    def scrape_after(self, t: float) -> tuple[float, Samples]:
+        """The first exposition of a poll that finished after Unix time ``t``."""
+
+        def later() -> tuple[float, Samples] | None:
+            got = self.scrape()
+            ts = got.get("netpath_poll_timestamp_seconds", [({}, 0.0)])[0][1]
+            return (ts, got) if ts > t else None
+
+        return poll_until("a poll to finish", later, timeout=30, interval=0.05)  # type: ignore[no-any-return]
+
+    def within_two_polls(self, check: Any) -> Samples:
+        """The exposition of the second poll finishing after now; ``check`` must hold by then."""
+        ts, got = self.scrape_after(time.time())
+        if check(got):
+            return got
+        _, got = self.scrape_after(ts)
+        assert check(got), "not within two polls"
+        return got
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def success(got: Samples, collector: str) -> float:
+    (value,) = [
+        v for labels, v in got["netpath_collector_success"] if labels["collector"] == collector
+    ]
+    return value
+
+
+def series(got: Samples, name: str, **match: str) -> list[dict[str, str]]:
+    return [
+        labels for labels, _ in got.get(name, []) if all(labels[k] == v for k, v in match.items())
+    ]
+
+
+def value(got: Samples, name: str, **match: str) -> float:
+    """The one sample of ``name`` whose labels include ``match``."""
+    found = [v for labels, v in got.get(name, []) if all(labels[k] == v for k, v in match.items())]
+    assert len(found) == 1, f"{name} {match}: {len(found)} series"
+    return found[0]
