@@ -211,6 +211,30 @@ disabled_plugins = [
 """
 
 
+ROUTED_NETWORK = "np-routed"
+ROUTED_SUBNET = "10.244.9.0/24"
+
+
+def routed_conflist(network: str = ROUTED_NETWORK, subnet: str = ROUTED_SUBNET) -> dict[str, Any]:
+    """A routed pod network (Calico's shape): ptp makes a veth and a /32 route per pod."""
+    return {
+        "cniVersion": "0.4.0",
+        "name": network,
+        "plugins": [
+            {
+                "type": "ptp",
+                "ipMasq": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
 def conflist(network: str = NETWORK, bridge: str = BRIDGE, subnet: str = SUBNET) -> dict[str, Any]:
     """The CNI reference plugins as a cluster's bridge CNI would chain them."""
     return {
@@ -290,7 +314,8 @@ class Pod:
 class CriLab:
     """One containerd with its CRI plugin in a lab node namespace (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cni: Mapping[str, Any] | None = None) -> None:
+        self.cni = dict(cni) if cni is not None else conflist()
         self.tag = f"np-cri-{secrets.token_hex(3)}"
         self.netns = lab.Netns("cri")
         self.dir = Path(tempfile.mkdtemp(prefix="np-cri-", dir="/tmp"))
@@ -321,7 +346,7 @@ class CriLab:
         self._netns_made = True
         for sub in ("run", "varlib/upper", "varlib/work", "cni/net.d", "root", "state", "opt"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        (self.dir / "cni/net.d/10-np.conflist").write_text(json.dumps(conflist(), indent=2))
+        (self.dir / "cni/net.d/10-np.conflist").write_text(json.dumps(self.cni, indent=2))
         (self.dir / "config.toml").write_text(containerd_config(self.dir))
         ready = self.dir / "holder-ready"
         d = self.dir
@@ -621,9 +646,12 @@ class CriLab:
 
 
 @contextmanager
-def cri_lab(*, image: bool = True) -> Iterator[CriLab]:
-    """A started lab containerd (with the busybox sandbox image), torn down on exit."""
-    cl = CriLab()
+def cri_lab(*, image: bool = True, cni: Mapping[str, Any] | None = None) -> Iterator[CriLab]:
+    """A started lab containerd (with the busybox sandbox image), torn down on exit.
+
+    ``cni``: the conflist (default: bridge + portmap, :func:`conflist`).
+    """
+    cl = CriLab(cni)
     try:
         cl.setup()
         cl.start()
