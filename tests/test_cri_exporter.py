@@ -11,6 +11,7 @@ the pods are back without restarting the exporter.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -149,3 +150,21 @@ def test_containerd_outage_and_return(containerd: CriLab, exporter: NodeExporter
 
     got = poll_until("the pods to come back", back, timeout=30, interval=0.3)
     assert series(got, "netpath_container_interface_info", container=pod.full_name) == [before]
+
+
+def test_explain_names_a_pods_path(containerd: CriLab) -> None:
+    """``explain NAMESPACE/POD``: the pod's veth, bridge, CNI network and its CNI rules."""
+    cl = containerd
+    pod = cl.run_pod("explained", "team-c", ports=[(8090, 90)])
+    out = cl.exec(
+        sys.executable, "-m", "exporter", "explain", pod.full_name,
+        "--cri.endpoint", cl.sock, "--no-collector.docker", "--interval", "100ms",
+    )  # fmt: skip
+    veth = veth_of(cl, pod)
+    assert f"team-c/explained ({pod.id[:12]})" in out
+    assert f"Network {NETWORK} " in out
+    assert f"host veth {veth['ifname']} (ifindex {veth['ifindex']}," in out
+    assert f"bridge {BRIDGE} " in out
+    assert f"tcp 0.0.0.0:8090 -> {pod.ip}:90" in out
+    assert "-j DNAT --to-destination" in out
+    assert f'id: \\"{pod.id}\\"" -j MASQUERADE' in out
