@@ -314,10 +314,15 @@ class Pod:
 class CriLab:
     """One containerd with its CRI plugin in a lab node namespace (see the module doc)."""
 
-    def __init__(self, cni: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, cni: Mapping[str, Any] | None = None, netns: lab.Netns | None = None
+    ) -> None:
+        """``cni``: the conflist (default :func:`conflist`); ``netns``: an existing node
+        namespace to share (e.g. a lab dockerd's), left to its owner; default: a new one."""
         self.cni = dict(cni) if cni is not None else conflist()
         self.tag = f"np-cri-{secrets.token_hex(3)}"
-        self.netns = lab.Netns("cri")
+        self._own_netns = netns is None
+        self.netns = netns if netns is not None else lab.Netns("cri")
         self.dir = Path(tempfile.mkdtemp(prefix="np-cri-", dir="/tmp"))
         self.sock = str(self.dir / "containerd.sock")
         self.log = self.dir / "containerd.log"
@@ -342,8 +347,9 @@ class CriLab:
 
     def setup(self) -> None:
         """The node namespace, D's layout, the conflist and the mount-namespace holder."""
-        self.netns.create()
-        self._netns_made = True
+        if self._own_netns:
+            self.netns.create()
+            self._netns_made = True
         for sub in ("run", "varlib/upper", "varlib/work", "cni/net.d", "root", "state", "opt"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "cni/net.d/10-np.conflist").write_text(json.dumps(self.cni, indent=2))
@@ -672,13 +678,15 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 class NodeExporter:
     """``python -m exporter`` in the node namespace, on the lab's CRI socket."""
 
-    def __init__(self, cl: CriLab, *flags: str) -> None:
+    def __init__(self, cl: CriLab, *flags: str, docker_host: str = "") -> None:
+        """``docker_host``: also read that dockerd (else the docker collector is off)."""
         self.cl = cl
         self.port = lab.free_port()  # ports are per namespace; any plausible number will do
+        docker = ["--docker.host", docker_host] if docker_host else ["--no-collector.docker"]
         self.proc = subprocess.Popen(
             ["nsenter", f"--net={cl.netns.path}", sys.executable, "-m", "exporter",
              f"--web.listen-address=127.0.0.1:{self.port}", "--poll.interval=300ms",
-             "--cri.endpoint", cl.sock, "--no-collector.docker", *flags],
+             "--cri.endpoint", cl.sock, *docker, *flags],
             cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
 
