@@ -10,11 +10,14 @@ test covers the same with a hand-made ``cali*`` veth.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import crilab
+import lab
 import pytest
 from crilab import ROUTED_NETWORK, ROUTED_SUBNET, CriLab, NodeExporter, Samples, series, success
+from dockerlab import NetnsPython
 
 from exporter.model import Endpoint, Link, LinksData, Network, SourceData, Workload
 from exporter.workloads import build_interfaces
@@ -106,3 +109,71 @@ def test_exporter_maps_routed_pods(routed_node: CriLab) -> None:
         assert (net["bridge"], net["driver"], net["subnet"]) == ("", "ptp", ROUTED_SUBNET)
     finally:
         ex.stop()
+
+
+class _Node:
+    """What NetnsPython needs of a lab: the namespace to run in and the environment."""
+
+    def __init__(self, ns: lab.Netns) -> None:
+        self.netns = ns
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+
+JOIN = r"""
+from dataclasses import asdict
+from exporter.collectors.links import LinksCollector, read_netnsid
+from exporter.model import Endpoint, Network, SourceData, Workload
+from exporter.workloads import build_interfaces
+
+def join(pods):
+    workloads = tuple(
+        Workload(id=sid, name=f"calico/{name}", image="", compose_project="",
+                 compose_service="", network_mode="pod", netns_id=read_netnsid(path),
+                 endpoints=(Endpoint("k8s-pod-network", "k8s-pod-network", ip, "", "", ""),),
+                 ports=(), runtime="containerd", namespace="calico", pod=name)
+        for sid, name, path, ip in pods
+    )
+    net = Network("k8s-pod-network", "k8s-pod-network", "calico", "", ("10.9.0.0/16",), ("",),
+                  False, runtime="containerd")
+    src = SourceData("1.6.20", workloads, (net,), runtime="containerd")
+    return [(wi.workload.pod, wi.interface, wi.bridge, wi.network, wi.ip)
+            for wi in build_interfaces([src], LinksCollector().collect())]
+"""
+
+
+@pytest.mark.lab
+def test_hand_built_calico_veths_map_to_their_pods() -> None:
+    """Calico's shape by hand: ``cali*`` veths, a /32 route each, proxy ARP, no bridge."""
+    with lab.netns("calnode") as node, lab.namespaces("calpod", 2) as pods:
+        lab.enable_forwarding(node)
+        # The node's own address and default route (proxy ARP answers for 169.254.1.1
+        # because the node routes it elsewhere than back into the cali* veth).
+        node.ip("link", "add", "up0", "type", "veth", "peer", "name", "up1")
+        node.ip("addr", "add", "10.9.255.1/24", "dev", "up0")
+        node.ip("link", "set", "up0", "up")
+        node.ip("link", "set", "up1", "up")
+        node.ip("route", "add", "default", "dev", "up0")
+        for i, pod in enumerate(pods):
+            cali, ip = f"cali{i:011x}", f"10.9.0.{5 + i}"
+            node.ip("link", "add", cali, "type", "veth", "peer", "name", "eth0", "netns", pod.path)
+            node.ip("link", "set", cali, "up")
+            node.exec("sysctl", "-q", "-w", f"net.ipv4.conf.{cali}.proxy_arp=1")
+            node.ip("route", "add", f"{ip}/32", "dev", cali)
+            pod.ip("addr", "add", f"{ip}/32", "dev", "eth0")
+            pod.ip("link", "set", "eth0", "up")
+            pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+            pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        # The shape works: the node reaches each pod over its /32 route.
+        for i in range(2):
+            node.exec("busybox", "ping", "-c", "1", "-W", "2", f"10.9.0.{5 + i}")
+        with NetnsPython(_Node(node), JOIN) as py:  # type: ignore[arg-type]
+            got = py.eval(
+                "join([(f'{i:064x}', f'pod{i}', p, f'10.9.0.{5 + i}') for i, p in enumerate("
+                f"{[p.path for p in pods]!r})])"
+            )
+    assert sorted(map(tuple, got)) == [
+        ("pod0", "cali00000000000", "", "k8s-pod-network", "10.9.0.5"),
+        ("pod1", "cali00000000001", "", "k8s-pod-network", "10.9.0.6"),
+    ]
