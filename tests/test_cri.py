@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import cri_gen
 import grpc
@@ -264,3 +267,166 @@ def test_a_dead_socket_is_a_failure_naming_it(sockdir: Path) -> None:
     src = cri.CriSource(str(path), timeout=2)
     with pytest.raises(CollectorError, match=f"CRI runtime at {path} is not answering"):
         src.collect()
+
+
+def test_grpc_is_not_loaded_without_a_cri_socket(sockdir: Path) -> None:
+    """grpc costs ~20 MB resident: a host without a CRI runtime never imports it."""
+    code = (
+        "import sys\n"
+        "from exporter.sources import cri\n"
+        f"cri.DEFAULT_ENDPOINTS = ({str(sockdir / 'none.sock')!r},)\n"
+        "src = cri.CriSource()\n"
+        "try:\n"
+        "    src.collect()\n"
+        "except cri.CollectorAbsent:\n"
+        "    pass\n"
+        "assert 'grpc' not in sys.modules, 'grpc imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=cri_gen.SOURCES.parent.parent)
+
+
+# --------------------------------------------------------------------------
+# A runtime that answers oddly: a small CRI server over real gRPC
+# --------------------------------------------------------------------------
+
+
+class FakeRuntime:
+    """Serves Version, Status, ListPodSandbox and PodSandboxStatus from plain data."""
+
+    def __init__(
+        self, name: str, sandboxes: dict[str, dict[str, object]], status_info: dict[str, str]
+    ) -> None:
+        self.name = name
+        self.sandboxes = sandboxes  # id -> {"name", "namespace", "ip", "info" (JSON text)}
+        self.status_info = status_info
+        self.calls: list[str] = []
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        def unary(method: str, req: type, fn: object) -> grpc.RpcMethodHandler:
+            def call(request: object, context: object) -> object:
+                self.calls.append(method)
+                return fn(request)  # type: ignore[operator]
+
+            return grpc.unary_unary_rpc_method_handler(
+                call,
+                request_deserializer=req.FromString,
+                response_serializer=lambda m: m.SerializeToString(),  # type: ignore[attr-defined]
+            )
+
+        def version(_: object) -> pb.VersionResponse:
+            return pb.VersionResponse(
+                version="0.1.0",
+                runtime_name=self.name,
+                runtime_version="9.9",
+                runtime_api_version="v1",
+            )
+
+        def status(_: object) -> pb.StatusResponse:
+            resp = pb.StatusResponse()
+            resp.info.update(self.status_info)
+            return resp
+
+        def listing(_: object) -> pb.ListPodSandboxResponse:
+            return pb.ListPodSandboxResponse(
+                items=[
+                    pb.PodSandbox(
+                        id=sid,
+                        metadata=pb.PodSandboxMetadata(
+                            name=str(s["name"]), namespace=str(s["namespace"])
+                        ),
+                        created_at=1,
+                    )
+                    for sid, s in self.sandboxes.items()
+                ]
+            )
+
+        def sandbox_status(req: pb.PodSandboxStatusRequest) -> pb.PodSandboxStatusResponse:
+            s = self.sandboxes[req.pod_sandbox_id]
+            resp = pb.PodSandboxStatusResponse()
+            resp.status.id = req.pod_sandbox_id
+            resp.status.metadata.name = str(s["name"])
+            resp.status.metadata.namespace = str(s["namespace"])
+            resp.status.network.ip = str(s["ip"])
+            resp.info["info"] = str(s["info"])
+            return resp
+
+        return grpc.method_handlers_generic_handler(
+            "runtime.v1.RuntimeService",
+            {
+                "Version": unary("Version", pb.VersionRequest, version),
+                "Status": unary("Status", pb.StatusRequest, status),
+                "ListPodSandbox": unary("ListPodSandbox", pb.ListPodSandboxRequest, listing),
+                "PodSandboxStatus": unary(
+                    "PodSandboxStatus", pb.PodSandboxStatusRequest, sandbox_status
+                ),
+            },
+        )
+
+
+@pytest.fixture
+def serve(sockdir: Path) -> Iterator[object]:
+    servers: list[grpc.Server] = []
+
+    def start(runtime: FakeRuntime) -> str:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        server.add_generic_rpc_handlers((runtime.handler(),))
+        path = str(sockdir / f"fake-{len(servers)}.sock")
+        server.add_insecure_port(f"unix://{path}")
+        server.start()
+        servers.append(server)
+        return path
+
+    yield start
+    for server in servers:
+        server.stop(None)
+
+
+def test_one_pod_answered_badly_does_not_hide_the_others(serve: Any) -> None:
+    good = (CRI / "containerd-sandbox-info.json").read_text()
+    runtime = FakeRuntime(
+        "containerd",
+        {
+            "1" * 64: {"name": "web", "namespace": "team-a", "ip": "10.244.7.2", "info": good},
+            "2" * 64: {
+                "name": "odd",
+                "namespace": "team-a",
+                "ip": "10.244.7.3",
+                "info": "{not json",
+            },
+        },
+        {"cniconfig": "[garbage"},
+    )
+    src = cri.CriSource(serve(runtime))
+    data = src.collect()
+    by_name = {w.name: w for w in data.workloads}
+    assert sorted(by_name) == ["team-a/odd", "team-a/web"]
+    assert by_name["team-a/odd"].endpoints == ()
+    (ep,) = by_name["team-a/web"].endpoints
+    # No CNI configuration: no network name, and cni0 cannot be told from the veth.
+    assert (ep.ip, ep.network, ep.interface) == ("10.244.7.2", "", "")
+    assert data.networks == ()
+
+
+def test_a_runtime_without_cni_details_still_costs_one_call_per_poll(serve: Any) -> None:
+    """CRI-O-like: no cniconfig in Status, no CNI result in the sandbox info."""
+    runtime = FakeRuntime(
+        "cri-o",
+        {
+            "3" * 64: {
+                "name": "api",
+                "namespace": "team-b",
+                "ip": "10.85.0.4",
+                "info": json.dumps({"pid": 1}),
+            }
+        },
+        {},
+    )
+    src = cri.CriSource(serve(runtime))
+    data = src.collect()
+    assert (data.runtime, data.version) == ("cri-o", "9.9")
+    (w,) = data.workloads
+    assert (w.runtime, w.name, w.endpoints[0].ip) == ("cri-o", "team-b/api", "10.85.0.4")
+    runtime.calls.clear()
+    for _ in range(3):
+        src.collect()
+    assert runtime.calls == ["ListPodSandbox"] * 3

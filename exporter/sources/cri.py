@@ -45,9 +45,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import grpc
+from typing import TYPE_CHECKING, Any
 
 from exporter.collector import CollectorAbsent, CollectorError
 from exporter.collectors.links import read_netnsid
@@ -61,8 +59,12 @@ from exporter.model.workloads import (
     SourceData,
     Workload,
 )
-from exporter.sources import cri_api_pb2 as pb
-from exporter.sources.cri_client import CriClient, socket_path
+
+if TYPE_CHECKING:  # grpc (~20 MB resident) is imported only once a CRI socket exists
+    import grpc
+
+    from exporter.sources import cri_api_pb2 as pb
+    from exporter.sources.cri_client import CriClient
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ DEFAULT_BRIDGE = "cni0"  # the CNI bridge plugin's default
 PROTOCOLS = {0: "tcp", 1: "udp", 2: "sctp"}
 NETWORK_MODE_POD = "pod"
 NETWORK_MODE_HOST = "host"
+NAMESPACE_MODE_NODE = 2  # CRI NamespaceMode NODE: the pod uses the node's network namespace
 
 # --------------------------------------------------------------------------
 # Parsing (pure): the runtime's verbose JSON -> model
@@ -305,7 +308,7 @@ def parse_sandbox(
     status = resp.status
     info = _json(resp.info.get("info", ""), f"PodSandboxStatus info of {status.id}")
     meta = status.metadata
-    host_network = status.linux.namespaces.options.network == pb.NODE
+    host_network = status.linux.namespaces.options.network == NAMESPACE_MODE_NODE
     endpoints = () if host_network else _endpoints(info, status, networks)
     pid = info.get("pid")
     return Sandbox(
@@ -358,11 +361,29 @@ def _sandbox_key(item: pb.PodSandbox) -> tuple[int, int]:
     return (item.created_at, item.metadata.attempt)
 
 
-def _rpc_reason(exc: grpc.RpcError) -> str:
+def _rpc_code(exc: grpc.RpcError) -> str:
+    """The gRPC status code's name (``UNAVAILABLE``...), "" if the error carries none."""
     code = exc.code() if hasattr(exc, "code") else None
+    return str(getattr(code, "name", ""))
+
+
+def _rpc_reason(exc: grpc.RpcError) -> str:
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    name = code.name if code is not None else "ERROR"
-    return f"{name}: {details}"
+    return f"{_rpc_code(exc) or 'ERROR'}: {details}"
+
+
+def target(endpoint: str) -> str:
+    """A gRPC target for a CRI endpoint given as a socket path or ``unix://`` URL."""
+    if endpoint.startswith("unix://"):
+        return endpoint
+    if endpoint.startswith("unix:"):
+        return "unix://" + endpoint.removeprefix("unix:")
+    return "unix://" + endpoint
+
+
+def socket_path(endpoint: str) -> str:
+    """The filesystem path of a unix-socket CRI endpoint."""
+    return target(endpoint).removeprefix("unix://")
 
 
 class CriSource:
@@ -379,6 +400,7 @@ class CriSource:
         self._runtime = ""
         self._version = ""
         self._networks: tuple[CniNetwork, ...] = ()
+        self._networks_read = False
         self._sandboxes: dict[str, tuple[tuple[int, int], Sandbox]] = {}
         self._nsids: dict[str, int] = {}
         self.api_calls = 0  # CRI calls made, for tests and the bench
@@ -404,6 +426,10 @@ class CriSource:
         if self._client is not None:
             return self._client
         endpoint = self._pick_endpoint()
+        import grpc  # noqa: PLC0415 - only where a CRI socket exists
+
+        from exporter.sources.cri_client import CriClient  # noqa: PLC0415 - same
+
         client = CriClient(endpoint, timeout=self.timeout)
         try:
             version = client.version()
@@ -417,6 +443,7 @@ class CriSource:
         self._version = version.runtime_version
         self._answered = True
         self._networks = ()
+        self._networks_read = False
         self._sandboxes.clear()
         self._nsids.clear()
         log.info(
@@ -429,8 +456,7 @@ class CriSource:
         return client
 
     def _failure(self, endpoint: str, exc: grpc.RpcError) -> CollectorError:
-        code = exc.code() if hasattr(exc, "code") else None
-        if code == grpc.StatusCode.UNIMPLEMENTED:
+        if _rpc_code(exc) == "UNIMPLEMENTED":
             msg = (
                 f"{endpoint} does not serve the CRI runtime.v1 API "
                 f"(e.g. Docker's containerd, whose cri plugin is disabled): {_rpc_reason(exc)}"
@@ -452,14 +478,13 @@ class CriSource:
 
     def collect(self) -> SourceData:
         client = self._connect()
+        import grpc  # noqa: PLC0415 - loaded by _connect already
+
         try:
             return self._poll(client)
         except grpc.RpcError as exc:
             self._drop()
             raise self._failure(self._endpoint, exc) from None
-        except ValueError as exc:
-            self._drop()
-            raise CollectorError(f"CRI runtime at {self._endpoint}: {exc}") from None
 
     def _poll(self, client: CriClient) -> SourceData:
         listing = client.list_ready_sandboxes()
@@ -473,23 +498,25 @@ class CriSource:
             for item in items.values()
             if item.id not in self._sandboxes or self._sandboxes[item.id][0] != _sandbox_key(item)
         ]
-        if new or not self._networks:
+        if new or not self._networks_read:
             status = client.status()
             self.api_calls += 1
-            self._networks = parse_cni_config(status.info, self._runtime)
+            try:
+                self._networks = parse_cni_config(status.info, self._runtime)
+            except (ValueError, TypeError) as exc:
+                log.warning("CRI: %s; pods' networks unnamed", exc)
+                self._networks = ()
+            self._networks_read = True
         for item in new:
             try:
                 resp = client.sandbox_status(item.id)
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                if _rpc_code(exc) == "NOT_FOUND":
                     continue  # removed between the list and now
                 raise
             finally:
                 self.api_calls += 1
-            self._sandboxes[item.id] = (
-                _sandbox_key(item),
-                parse_sandbox(resp, self._networks, self._runtime),
-            )
+            self._sandboxes[item.id] = (_sandbox_key(item), self._parse(item, resp))
             self._nsids.pop(item.id, None)
         workloads = []
         for sandbox_id, (_, sandbox) in self._sandboxes.items():
@@ -505,6 +532,33 @@ class CriSource:
             networks=tuple(sorted(networks, key=lambda n: n.name)),
             runtime=self._runtime,
         )
+
+    def _parse(self, item: pb.PodSandbox, resp: pb.PodSandboxStatusResponse) -> Sandbox:
+        """The sandbox's status; one the runtime answered badly (logged) is a pod
+        without a path, still named, rather than a failure of every pod."""
+        try:
+            return parse_sandbox(resp, self._networks, self._runtime)
+        except (ValueError, TypeError) as exc:
+            meta = item.metadata
+            log.warning("CRI: pod %s/%s: %s", meta.namespace, meta.name, exc)
+            return Sandbox(
+                workload=Workload(
+                    id=item.id,
+                    name=f"{meta.namespace}/{meta.name}",
+                    image="",
+                    compose_project="",
+                    compose_service="",
+                    network_mode=NETWORK_MODE_POD,
+                    netns_id=None,
+                    endpoints=(),
+                    ports=(),
+                    runtime=self._runtime,
+                    namespace=meta.namespace,
+                    pod=meta.name,
+                ),
+                pid=0,
+                netns_path="",
+            )
 
     def _netns_id(self, sandbox_id: str, sandbox: Sandbox) -> int | None:
         """The nsid of the pod's namespace, read once it exists (no CRI call)."""

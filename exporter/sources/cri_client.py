@@ -14,23 +14,10 @@ import grpc
 from google.protobuf.message import Message
 
 from exporter.sources import cri_api_pb2 as pb
+from exporter.sources.cri import target
 
 SERVICE = "/runtime.v1.RuntimeService/"
 M = TypeVar("M", bound=Message)
-
-
-def target(endpoint: str) -> str:
-    """A gRPC target for a CRI endpoint given as a socket path or ``unix://`` URL."""
-    if endpoint.startswith("unix://"):
-        return endpoint
-    if endpoint.startswith("unix:"):
-        return "unix://" + endpoint.removeprefix("unix:")
-    return "unix://" + endpoint
-
-
-def socket_path(endpoint: str) -> str:
-    """The filesystem path of a unix-socket CRI endpoint."""
-    return target(endpoint).removeprefix("unix://")
 
 
 class CriClient:
