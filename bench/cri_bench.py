@@ -63,6 +63,8 @@ out["series"] = sum(len(f.samples) for f in render_workloads([d], wi))
 """
 
 FRESH = r"""
+import resource
+out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 fresh = CriSource(SOCK)
 calls = fresh.api_calls
 out["fresh"], _ = once(fresh.collect)
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\n{r['n_pods']} pods seen, {r['n_interfaces']} joined to their host veth; "
-        f"{r['series']} series from render_workloads"
+        f"{r['series']} series from render_workloads; peak RSS of the measuring process "
+        f"(links + cri source, grpc loaded) {r['rss_mib']:.1f} MiB"
     )
     print("\n| what (median) | wall ms | CPU ms | CRI calls | runs |")
     print("|---|---:|---:|---:|---:|")
