@@ -337,7 +337,9 @@ def _read_settings(
     for st in known:
         if st.name in section:
             v = check_setting(section[st.name], st, problems)
-            if isinstance(v, str | float | int | bool):
+            # A setting written with its default value is the default (so a file that
+            # spells out every default, like config.example.yaml, is the embedded config).
+            if isinstance(v, str | float | int | bool) and v != st.default:
                 into[st.key] = v
 
 

@@ -24,7 +24,9 @@ import grpc
 import pytest
 from lab import FIXTURES
 
+from exporter.cli import apply_flags, build_parser
 from exporter.collector import CollectorAbsent, CollectorError
+from exporter.config import Config, ConfigError, parse_config
 from exporter.model.workloads import Endpoint, Network, PortBinding
 from exporter.sources import cri
 from exporter.sources import cri_api_pb2 as pb
@@ -430,3 +432,17 @@ def test_a_runtime_without_cni_details_still_costs_one_call_per_poll(serve: Any)
     for _ in range(3):
         src.collect()
     assert runtime.calls == ["ListPodSandbox"] * 3
+
+
+def test_the_endpoint_setting_from_file_and_flag() -> None:
+    cfg = parse_config({"cri": {"endpoint": "unix:///run/k3s/containerd/containerd.sock"}}, "f")
+    src = cri.make_cri(cfg)
+    assert src.configured == "unix:///run/k3s/containerd/containerd.sock"
+    assert cri.socket_path(src.configured) == "/run/k3s/containerd/containerd.sock"
+    cfg = apply_flags(Config(), build_parser().parse_args(["--cri.endpoint", "/x/crio.sock"]))
+    assert cri.make_cri(cfg).configured == "/x/crio.sock"
+    assert cri.make_cri(Config()).configured == ""
+    with pytest.raises(ConfigError, match=r"cri\.endpoint"):
+        parse_config({"cri": {"endpoint": 5}}, "f")
+    with pytest.raises(ConfigError, match=r"cri\.socket"):
+        parse_config({"cri": {"socket": "/x"}}, "f")
