@@ -111,6 +111,23 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         needs=("links",),
         source=True,
     ),
+    CollectorSpec(
+        "cri",
+        "Kubernetes pods and CNI networks (CRI: containerd, CRI-O)",
+        "exporter.sources.cri:make_cri",
+        describe="exporter.check:describe_cri",
+        needs=("links",),
+        source=True,
+        settings=(
+            Setting(
+                "cri.endpoint",
+                "str",
+                "",
+                "the CRI runtime's unix socket (default: containerd's "
+                "/run/containerd/containerd.sock, else CRI-O's /var/run/crio/crio.sock)",
+            ),
+        ),
+    ),
 )
 
 BY_NAME = {spec.name: spec for spec in COLLECTORS}
