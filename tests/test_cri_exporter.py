@@ -161,7 +161,7 @@ def test_explain_names_a_pods_path(containerd: CriLab) -> None:
         "--cri.endpoint", cl.sock, "--no-collector.docker", "--interval", "100ms",
     )  # fmt: skip
     veth = veth_of(cl, pod)
-    assert f"team-c/explained ({pod.id[:12]})" in out
+    assert f"Pod team-c/explained (sandbox {pod.id[:12]}), runtime containerd" in out
     assert f"Network {NETWORK} " in out
     assert f"host veth {veth['ifname']} (ifindex {veth['ifindex']}," in out
     assert f"bridge {BRIDGE} " in out
