@@ -38,9 +38,9 @@ apt_install() {
 }
 
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
-TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd runc busybox-static prometheus
+TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd containernetworking-plugins runc busybox-static prometheus
                curl procps util-linux libcap2-bin make git openssl systemd chromium
-               podman netavark aardvark-dns containernetworking-plugins slirp4netns)
+               podman netavark aardvark-dns slirp4netns)
 
 ensure_python() {
     if ! command -v "$PY" >/dev/null 2>&1; then

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from exporter.meaning.base import Manager, Meaning, Topology
+from exporter.meaning.cni import CniManager
 from exporter.meaning.docker import DockerManager
 from exporter.meaning.netavark import NetavarkManager
 from exporter.model import FirewallData
 
-MANAGERS: tuple[Manager, ...] = (DockerManager(), NetavarkManager())
+MANAGERS: tuple[Manager, ...] = (DockerManager(), CniManager(), NetavarkManager())
 
 
 def interpret_all(fw: FirewallData, topo: Topology) -> tuple[Meaning, ...]:
