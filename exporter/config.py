@@ -58,7 +58,13 @@ class FirewallConfig:
     # fnmatch patterns over "TABLE/CHAIN" (e.g. "filter/DOCKER-USER",
     # "docker-bridges/*"); a chain is exported when it is built-in (see above)
     # or matches an include pattern, and matches no exclude pattern.
-    chains_include: tuple[str, ...] = ("*/DOCKER*", "docker-bridges/*", "nat/CNI-*", "*/NETAVARK*")
+    chains_include: tuple[str, ...] = (
+        "*/DOCKER*",
+        "docker-bridges/*",
+        "nat/CNI-*",
+        "filter/CNI-ISOLATION-*",
+        "*/NETAVARK*",
+    )
     chains_exclude: tuple[str, ...] = ()
     # Bound on every external command (iptables-*-save, nft).
     command_timeout: float = 5.0

@@ -26,6 +26,16 @@ pod:
     goes with the pod, and a per-network sum would fall when a pod left and
     read as a counter reset.
 
+``netpath_dropped_{packets,bytes}_total`` {manager="cni", network, bridge, reason="isolation"}
+    The firewall plugin's ``ingressPolicy: same-bridge`` (Podman's CNI backend,
+    networks created with ``isolate=true``): filter ``CNI-ISOLATION-STAGE-1 -i
+    BR ! -o BR`` -> ``CNI-ISOLATION-STAGE-2 -o BR -j DROP``; like netavark 1.4,
+    it drops traffic between two isolated networks only.
+
+Podman's CNI backend (Podman 3/4, ``network_backend = "cni"``) writes the same
+per-container rules with the container id in the comments: its containers count
+like pods, with ``namespace`` and ``pod`` empty.
+
 A rule counts only when its sandbox belongs to a pod the sources know (by
 sandbox id, else by the pod IP the rule names): without the pod's labels,
 several pods' rules would collapse into one series. While the CRI source is
@@ -40,6 +50,7 @@ import re
 from collections.abc import Iterable
 
 from exporter.meaning.base import (
+    DROPPED,
     FAMILY_LABELS,
     MASQUERADE,
     PUBLISHED,
@@ -52,11 +63,14 @@ from exporter.meaning.base import (
 )
 from exporter.meaning.ruletext import iptables_comment, parse_iptables_rule, split_host_port
 from exporter.model import BACKEND_NFTABLES, FirewallData, Table
+from exporter.model.workloads import RUNTIME_PODMAN
 
 MANAGER = "cni"
 LAYOUT_IPTABLES = "iptables"
 
 HOSTPORT_DNAT = "CNI-HOSTPORT-DNAT"
+ISOLATION_STAGE_2 = "CNI-ISOLATION-STAGE-2"
+REASON_ISOLATION = "isolation"
 DN_PREFIX = "CNI-DN-"
 POD_CHAIN_PREFIX = "CNI-"
 
@@ -66,11 +80,12 @@ _DNAT_COMMENT = re.compile(r'^dnat name: "(?P<net>[^"]*)" id: "(?P<id>[^"]*)"$')
 
 
 def _owners(topo: Topology) -> dict[str, WorkloadAddress]:
-    """Sandbox id -> the pod's labels, from the sources' workloads."""
+    """Sandbox id (Podman: container id) -> the workload's labels, from the sources."""
     out: dict[str, WorkloadAddress] = {}
     for src in topo.sources:
         for w in src.workloads:
-            if w.namespace or w.pod:
+            # Podman's CNI backend names its containers in the same comments.
+            if w.namespace or w.pod or src.runtime == RUNTIME_PODMAN:
                 net = w.endpoints[0].network if w.endpoints else ""
                 out[w.id] = WorkloadAddress(w.name, w.namespace, w.pod, net)
     return out
@@ -196,6 +211,32 @@ def _interpret_table(
             masquerade.setdefault(masq_key, []).append(RuleRef(ti, ci, ri))
 
 
+def _isolation_drops(
+    fw: FirewallData, backend: str, topo: Topology
+) -> tuple[list[int], dict[tuple[str, ...], list[RuleRef]]]:
+    """The firewall plugin's isolation drops (``ingressPolicy: same-bridge``, Podman's
+    ``isolate=true`` networks): filter ``CNI-ISOLATION-STAGE-2 -o BR -j DROP``."""
+    tables: list[int] = []
+    dropped: dict[tuple[str, ...], list[RuleRef]] = {}
+    for ti, table in enumerate(fw.tables):
+        if table.name != "filter" or table.backend == BACKEND_NFTABLES:
+            continue
+        if backend and table.backend != backend:
+            continue
+        for ci, chain in enumerate(table.chains):
+            if chain.name != ISOLATION_STAGE_2:
+                continue
+            for ri, rule in enumerate(chain.rules):
+                r = parse_iptables_rule(rule.text)
+                if r is None or r.target != "DROP" or r.conds != {"o"}:
+                    continue
+                labels = (MANAGER, topo.network(r.out_iface), r.out_iface, REASON_ISOLATION)
+                dropped.setdefault(labels, []).append(RuleRef(ti, ci, ri))
+                if ti not in tables:
+                    tables.append(ti)
+    return tables, dropped
+
+
 class CniManager:
     """The CNI reference plugins' per-pod nat rules (portmap, bridge/ptp ``ipMasq``)."""
 
@@ -205,6 +246,8 @@ class CniManager:
         tables = [(ti, t) for ti, t in enumerate(fw.tables) if _holds_cni_rules(t)]
         if not tables:
             return None
+        backend = _backend(t for _, t in tables)
+        filter_tables, dropped = _isolation_drops(fw, backend, topo)
         owners = _owners(topo)
         published: dict[tuple[str, ...], list[RuleRef]] = {}
         masquerade: dict[tuple[str, ...], list[RuleRef]] = {}
@@ -219,15 +262,19 @@ class CniManager:
             )
         series = [
             Series(family, labels, tuple(refs))
-            for family, found in ((PUBLISHED, published), (MASQUERADE, masquerade))
+            for family, found in (
+                (PUBLISHED, published),
+                (MASQUERADE, masquerade),
+                (DROPPED, dropped),
+            )
             for labels, refs in found.items()
         ]
         assert all(len(s.labels) == len(FAMILY_LABELS[s.family]) for s in series)
         return Meaning(
             manager=MANAGER,
             layout=LAYOUT_IPTABLES,
-            backend=_backend(t for _, t in tables),
-            tables=tuple(ti for ti, _ in tables),
+            backend=backend,
+            tables=tuple(sorted({ti for ti, _ in tables} | set(filter_tables))),
             series=tuple(sorted(series, key=lambda s: (s.family, s.labels))),
         )
 
