@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from exporter import __version__
+from exporter.collectors.conntrack import ConntrackData
 from exporter.config import COLLECTORS, Config, ConfigError
 from exporter.meaning.docker import detect_layout
 from exporter.model import DockerData, FirewallData, LinksData, RoutesData, SysctlData
@@ -29,7 +30,7 @@ from exporter.sources.docker import has_own_netns
 # The capabilities the exporter uses, with what is lost without each.
 NEEDED_CAPS: Mapping[str, str] = {
     "CAP_NET_ADMIN": "firewall: no rule counters (nf_tables netlink, iptables-*-save, "
-    "x_tables getsockopt all need it)",
+    "x_tables getsockopt all need it); conntrack: no table figures (ctnetlink needs it)",
     "CAP_NET_RAW": "firewall: no iptables-legacy counters (the x_tables socket is a raw socket)",
     "CAP_SYS_PTRACE": "containers: no host veth for containers of other users "
     "(/proc/PID/ns/net cannot be opened), so no per-container counters",
@@ -184,11 +185,34 @@ def _routes_findings(routes: RoutesData) -> list[Finding]:
     return [Finding(OK, "routes", text)]
 
 
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _conntrack_findings(data: ConntrackData) -> list[Finding]:
+    table = data.table
+    limit = f" of {table.limit} ({100 * table.entries / table.limit:.0f}%)" if table.limit else ""
+    out = [Finding(OK, "conntrack", f"readable: {_entries(table.entries)}{limit}")]
+    dump = data.dump
+    if dump is not None:
+        stop = " (stopped at conntrack.max_entries)" if dump.result.truncated else ""
+        out.append(
+            Finding(
+                WARN if dump.result.truncated else OK,
+                "conntrack",
+                f"last dump: {_entries(dump.result.entries)} read in {dump.duration:.3f}s{stop}",
+            )
+        )
+    out.extend(Finding(FAIL, "conntrack", err) for err in data.errors)
+    return out
+
+
 _DESCRIBE: Mapping[str, Callable[..., list[Finding]]] = {
     "links": _links_findings,
     "firewall": _firewall_findings,
     "sysctl": _sysctl_findings,
     "routes": _routes_findings,
+    "conntrack": _conntrack_findings,
 }
 
 

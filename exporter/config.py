@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-COLLECTORS = ("links", "containers", "firewall", "sysctl", "routes")
+COLLECTORS = ("links", "containers", "firewall", "sysctl", "routes", "conntrack")
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -74,6 +74,12 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class ConntrackConfig:
+    interval: float = 30.0  # between attribution dumps of the whole table
+    max_entries: int = 1_000_000  # bound on the entries one dump reads
+
+
+@dataclass(frozen=True)
 class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -82,6 +88,7 @@ class Config:
     links: LinksConfig = field(default_factory=LinksConfig)
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
+    conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
 
     def enabled(self, collector: str) -> bool:
         return bool(self.collectors.get(collector, False))
@@ -109,6 +116,15 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {value!r}")
     return seconds
+
+
+def parse_count(value: object) -> int | None:
+    """A positive whole number (YAML int or digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -196,7 +212,10 @@ def parse_config(raw: object, source: str = "config") -> Config:
     problems: list[str] = []
     cfg = Config()
     check_unknown_keys(
-        raw, {"web", "log", "poll", "collectors", "links", "firewall", "docker"}, "", problems
+        raw,
+        {"web", "log", "poll", "collectors", "links", "firewall", "docker", "conntrack"},
+        "",
+        problems,
     )
 
     web = _section(raw, "web", problems)
@@ -270,6 +289,22 @@ def parse_config(raw: object, source: str = "config") -> Config:
         if key in dk and (d := _check_duration(dk[key], f"docker.{key}", problems)):
             dk_kw[key] = d
     cfg = replace(cfg, docker=replace(cfg.docker, **dk_kw))
+
+    ctk = _section(raw, "conntrack", problems)
+    check_unknown_keys(ctk, {"interval", "max_entries"}, "conntrack.", problems)
+    if "interval" in ctk and (
+        d := _check_duration(ctk["interval"], "conntrack.interval", problems)
+    ):
+        cfg = replace(cfg, conntrack=replace(cfg.conntrack, interval=d))
+    if "max_entries" in ctk:
+        n = parse_count(ctk["max_entries"])
+        if n is None:
+            problems.append(
+                "conntrack.max_entries: expected a positive whole number, "
+                f"got {ctk['max_entries']!r}"
+            )
+        else:
+            cfg = replace(cfg, conntrack=replace(cfg.conntrack, max_entries=n))
 
     if problems:
         raise ConfigError(problems, source)

@@ -19,6 +19,7 @@ from exporter.check import (
     parse_capabilities,
     render_findings,
 )
+from exporter.collectors.conntrack import ConntrackData, LastDump
 from exporter.config import Config
 from exporter.model import (
     Chain,
@@ -34,6 +35,7 @@ from exporter.model import (
     SysctlData,
     Table,
 )
+from exporter.netlink.conntrack import EVENTS, DumpResult, TableInfo
 from exporter.poller import CollectorStatus, PollResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,12 +87,17 @@ def _poll(**over: object) -> PollResult:
         "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
         "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
         "containers": DockerData("27.1.0", (_ctr("web", 0),), ()),
+        "conntrack": ConntrackData(
+            TableInfo(900, 1000),
+            dict.fromkeys(EVENTS, 0),
+            LastDump(DumpResult(900, False, {}, {}), 0.25, 0.0),
+        ),
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
     status = tuple(
         CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
-        for n in ("links", "containers", "firewall", "sysctl", "routes")
+        for n in ("links", "containers", "firewall", "sysctl", "routes", "conntrack")
     )
     return PollResult(data, status, 0.0, 0.05)
 
@@ -106,6 +113,8 @@ def test_a_healthy_host_passes() -> None:
     assert "ip forwarding: ipv4=on, ipv6=off" in text
     assert "br_netfilter not loaded" in text
     assert "default: eth0 via 192.0.2.1" in text
+    assert "conntrack     readable: 900 entries of 1000 (90%)" in text
+    assert "last dump: 900 entries read in 0.250s" in text
 
 
 def test_failures_and_their_reasons() -> None:
@@ -126,6 +135,30 @@ def test_failures_and_their_reasons() -> None:
     assert "CAP_SYS_PTRACE missing -> containers" in text
     assert next(f.status for f in findings if f.topic == "sysctl") == WARN
     assert "bridge-nf-call: ipv4=on" in text
+
+
+def test_conntrack_refused_and_truncated() -> None:
+    refused = "conntrack (netlink IPCTNL_MSG_CT_GET_STATS): permission denied (needs CAP_NET_ADMIN)"
+    poll = _poll(conntrack=None)
+    poll = PollResult(
+        poll.data,
+        tuple(
+            CollectorStatus(s.name, False, 0.0, refused) if s.name == "conntrack" else s
+            for s in poll.status
+        ),
+        0.0,
+        0.05,
+    )
+    text = render_findings(build_findings(Config(), ROOT_CAPS, poll, None))
+    assert f"[FAIL] conntrack     cannot read: {refused}\n" in text
+    cut = ConntrackData(
+        TableInfo(5000, None), {}, LastDump(DumpResult(100, True, {}, {}), 0.5, 0.0)
+    )
+    findings = build_findings(Config(), ROOT_CAPS, _poll(conntrack=cut), None)
+    text = render_findings(findings)
+    assert "readable: 5000 entries\n" in text
+    assert "[warn] conntrack     last dump: 100 entries read in 0.500s (stopped at" in text
+    assert exit_code(findings) == 0
 
 
 def test_disabled_collectors_are_not_failures() -> None:

@@ -8,6 +8,7 @@ from typing import TypeVar
 from prometheus_client import ProcessCollector
 
 from exporter import __version__
+from exporter.collectors.conntrack import ConntrackData, owners_from_docker, render_conntrack
 from exporter.collectors.links import render_interfaces, render_routes
 from exporter.collectors.sysctl import render_sysctl
 from exporter.config import Config
@@ -114,4 +115,7 @@ def render_poll(poll: PollResult, cfg: Config) -> list[MetricFamily]:
     routes = _get(poll, "routes", RoutesData) if "routes" in exported else None
     if routes is not None:
         families += render_routes(routes)
+    conntrack = _get(poll, "conntrack", ConntrackData) if "conntrack" in exported else None
+    if conntrack is not None:
+        families += render_conntrack(conntrack, owners_from_docker(docker))
     return families
