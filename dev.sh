@@ -39,7 +39,7 @@ apt_install() {
 
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
 TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd runc busybox-static prometheus
-               curl procps util-linux libcap2-bin make git openssl systemd chromium)
+               curl procps util-linux libcap2-bin make git openssl systemd chromium conntrack)
 
 ensure_python() {
     if ! command -v "$PY" >/dev/null 2>&1; then

@@ -99,9 +99,13 @@ class ConntrackCollector:
         interval: float = DEFAULT_INTERVAL,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         reader: ConntrackReader | None = None,
+        active: bool = False,
     ) -> None:
         self.interval = interval
         self.max_entries = max_entries
+        # Whether dumps also sum active connections per service destination
+        # (see active_connections): on for whoever renders services' endpoints.
+        self.active = active
         self._reader = reader or ConntrackReader()
         self._dump: LastDump | None = None
         self._next_dump = 0.0  # monotonic time the next dump is due
@@ -130,7 +134,7 @@ class ConntrackCollector:
     def dump_now(self) -> LastDump:
         """One attribution dump, timed; says so in the log when the bound stopped it."""
         t0 = time.monotonic()
-        result = self._reader.dump_sums(self.max_entries)
+        result = self._reader.dump_sums(self.max_entries, self.active)
         duration = time.monotonic() - t0
         if result.truncated:
             log.warning(
@@ -195,8 +199,9 @@ def active_connections(dump: DumpResult) -> dict[tuple[str, str, int, str], int]
     """Active connections by (protocol, original destination, its port, reply source).
 
     TCP entries in ESTABLISHED and every UDP entry, as counted by the last
-    dump. For a Service, the original destination is its ClusterIP (or node
-    address) and port, the reply source the endpoint the connection was DNATed to.
+    dump of a collector made with ``active=True`` (else empty). For a
+    Service, the original destination is its ClusterIP (or node address) and
+    port, the reply source the endpoint the connection was DNATed to.
     """
     return {
         (_PROTO_NAMES[proto], _text(dst), port, _text(src)): n

@@ -425,16 +425,24 @@ SourcePairs = dict[tuple[bytes, bytes], int]
 ActiveKeys = dict[tuple[int, bytes, int, bytes], int]
 
 
-def add_entries(entries: list[CtEntry], pairs: SourcePairs, active: ActiveKeys) -> None:
+def add_entries(entries: list[CtEntry], pairs: SourcePairs, active: ActiveKeys | None) -> None:
     """Count ``entries`` into ``pairs`` (every entry) and ``active`` (TCP ESTABLISHED, all UDP).
 
     The two sums are what attribution (by source address) and the services'
     active connections (by original destination and the replying endpoint)
-    need; they stay small when the table is large (one key per talking pair).
+    need. ``pairs`` stays small on a large table (one key per talking pair);
+    ``active`` has a key per destination port too, so it is kept only when
+    asked for (``active`` not None).
     """
+    get = pairs.get
+    if active is None:
+        for entry in entries:
+            key = (entry[1], entry[3])
+            pairs[key] = get(key, 0) + 1
+        return
     for proto, osrc, odst, rsrc, _rdst, dport, state in entries:
         key = (osrc, rsrc)
-        pairs[key] = pairs.get(key, 0) + 1
+        pairs[key] = get(key, 0) + 1
         if (proto == IPPROTO_TCP and state == TCP_ESTABLISHED) or proto == IPPROTO_UDP:
             akey = (proto, odst, dport, rsrc)
             active[akey] = active.get(akey, 0) + 1
@@ -573,12 +581,13 @@ class ConntrackReader:
         finally:
             sock.close()
 
-    def dump_sums(self, max_entries: int) -> DumpResult:
-        """A dump counted into (orig src, reply src) pairs and active connection keys."""
+    def dump_sums(self, max_entries: int, active: bool = False) -> DumpResult:
+        """A dump counted into (orig src, reply src) pairs and, if ``active``, active
+        connection keys (else ``DumpResult.active`` stays empty)."""
         pairs: SourcePairs = {}
-        active: ActiveKeys = {}
-        read, truncated = self.dump(lambda batch: add_entries(batch, pairs, active), max_entries)
-        return DumpResult(read, truncated, pairs, active)
+        keys: ActiveKeys | None = {} if active else None
+        read, truncated = self.dump(lambda batch: add_entries(batch, pairs, keys), max_entries)
+        return DumpResult(read, truncated, pairs, keys or {})
 
 
 def is_refused(exc: OSError) -> bool:
