@@ -43,7 +43,7 @@ out = {}
 calls = coll.api_calls
 out["first"], data = once(coll.collect)
 out["first_calls"] = coll.api_calls - calls
-out["n_containers"] = len(data.containers)
+out["n_containers"] = len(data.workloads)
 links_data = links.collect()
 out["n_interfaces"] = len(build_container_interfaces(coll.collect(), links_data))
 """

@@ -165,7 +165,7 @@ def run_backend(
                 PY,
                 "-m",
                 "exporter",
-                "--no-collector.containers",
+                "--no-collector.docker",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--poll.interval=1s",
                 "--log.level=warning",

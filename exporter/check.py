@@ -14,23 +14,23 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from exporter import __version__
-from exporter.collectors.conntrack import ConntrackData
-from exporter.config import COLLECTORS, Config, ConfigError
-from exporter.meaning.docker import detect_layout
-from exporter.model import DockerData, FirewallData, LinksData, RoutesData, SysctlData
-from exporter.poller import Factory, Poller, PollResult
-from exporter.sources.docker import has_own_netns
+from exporter.config import Config, ConfigError
+from exporter.model import FirewallData, LinksData, RoutesData, SourceData, SysctlData
+from exporter.pipeline import make_poller
+from exporter.poller import PollResult
+from exporter.registry import COLLECTORS, NAMES, resolve
+from exporter.workloads import has_own_netns
 
 # The capabilities the exporter uses, with what is lost without each.
 NEEDED_CAPS: Mapping[str, str] = {
     "CAP_NET_ADMIN": "firewall: no rule counters (nf_tables netlink, iptables-*-save, "
-    "x_tables getsockopt all need it); conntrack: no table figures (ctnetlink needs it)",
+    "x_tables getsockopt all need it)",
     "CAP_NET_RAW": "firewall: no iptables-legacy counters (the x_tables socket is a raw socket)",
     "CAP_SYS_PTRACE": "containers: no host veth for containers of other users "
     "(/proc/PID/ns/net cannot be opened), so no per-container counters",
@@ -98,7 +98,7 @@ def _caps_findings(caps: ProcessCaps) -> list[Finding]:
     return out
 
 
-def _links_findings(links: LinksData) -> list[Finding]:
+def describe_links(links: LinksData, poll: PollResult, cfg: Config) -> list[Finding]:
     kinds: dict[str, int] = {}
     for link in links.links:
         kinds[link.kind] = kinds.get(link.kind, 0) + 1
@@ -109,7 +109,7 @@ def _links_findings(links: LinksData) -> list[Finding]:
     return [Finding(OK, "links", text)]
 
 
-def _firewall_findings(fw: FirewallData) -> list[Finding]:
+def describe_firewall(fw: FirewallData, poll: PollResult, cfg: Config) -> list[Finding]:
     out: list[Finding] = []
     backends: dict[str, list[str]] = {}
     for family, backend in fw.backends:
@@ -123,40 +123,46 @@ def _firewall_findings(fw: FirewallData) -> list[Finding]:
             f"backends: {found}; {_count(rules, 'rule')} in the exported chains",
         )
     )
-    out.append(Finding(INFO, "firewall", f"Docker firewall layout: {detect_layout(fw)}"))
+    meanings = poll.view.meanings if poll.view is not None else ()
+    for m in meanings:
+        text = f"{m.manager} rules, layout {m.layout}" + (f" ({m.backend})" if m.backend else "")
+        out.append(Finding(INFO, "firewall", text))
+    if not meanings:
+        out.append(Finding(INFO, "firewall", "no firewall manager's rules recognised"))
     out.extend(Finding(FAIL, "firewall", err) for err in fw.errors)
     return out
 
 
-def _docker_findings(docker: DockerData, host: str) -> list[Finding]:
+def describe_docker(docker: SourceData, poll: PollResult, cfg: Config) -> list[Finding]:
+    host = cfg.docker.resolved_host()
     out = [
         Finding(
             OK,
-            "containers",
+            "docker",
             f"Docker {docker.version or '(version unknown)'} reachable at {host}; "
-            f"{_count(len(docker.containers), 'running container')}, "
+            f"{_count(len(docker.workloads), 'running container')}, "
             f"{_count(len(docker.networks), 'network')}",
         )
     ]
-    own = [c for c in docker.containers if has_own_netns(c)]
+    own = [c for c in docker.workloads if has_own_netns(c)]
     unmapped = sorted(c.name for c in own if c.netns_id is None)
     if unmapped:
         shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
         out.append(
             Finding(
                 FAIL,
-                "containers",
+                "docker",
                 f"{len(unmapped)} of {len(own)} containers' network namespaces cannot be "
                 f"opened ({shown}): no per-container counters; needs CAP_SYS_PTRACE "
                 "(or running as root)",
             )
         )
     elif own:
-        out.append(Finding(OK, "containers", f"all {len(own)} containers with a veth mapped"))
+        out.append(Finding(OK, "docker", f"all {len(own)} containers with a veth mapped"))
     return out
 
 
-def _sysctl_findings(sysctl: SysctlData) -> list[Finding]:
+def describe_sysctl(sysctl: SysctlData, poll: PollResult, cfg: Config) -> list[Finding]:
     out: list[Finding] = []
     fwd = ", ".join(f"{f}={'on' if v else 'off'}" for f, v in sorted(sysctl.ip_forwarding.items()))
     status = OK if sysctl.ip_forwarding.get("ipv4", False) else WARN
@@ -178,42 +184,11 @@ def _sysctl_findings(sysctl: SysctlData) -> list[Finding]:
     return out
 
 
-def _routes_findings(routes: RoutesData) -> list[Finding]:
+def describe_routes(routes: RoutesData, poll: PollResult, cfg: Config) -> list[Finding]:
     default = [r for r in routes.routes if r.destination == "default"]
     via = ", ".join(f"{r.interface}{' via ' + r.gateway if r.gateway else ''}" for r in default)
     text = f"{_count(len(routes.routes), 'route')}; default: {via or 'none'}"
     return [Finding(OK, "routes", text)]
-
-
-def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
-
-
-def _conntrack_findings(data: ConntrackData) -> list[Finding]:
-    table = data.table
-    limit = f" of {table.limit} ({100 * table.entries / table.limit:.0f}%)" if table.limit else ""
-    out = [Finding(OK, "conntrack", f"readable: {_entries(table.entries)}{limit}")]
-    dump = data.dump
-    if dump is not None:
-        stop = " (stopped at conntrack.max_entries)" if dump.result.truncated else ""
-        out.append(
-            Finding(
-                WARN if dump.result.truncated else OK,
-                "conntrack",
-                f"last dump: {_entries(dump.result.entries)} read in {dump.duration:.3f}s{stop}",
-            )
-        )
-    out.extend(Finding(FAIL, "conntrack", err) for err in data.errors)
-    return out
-
-
-_DESCRIBE: Mapping[str, Callable[..., list[Finding]]] = {
-    "links": _links_findings,
-    "firewall": _firewall_findings,
-    "sysctl": _sysctl_findings,
-    "routes": _routes_findings,
-    "conntrack": _conntrack_findings,
-}
 
 
 def build_findings(
@@ -225,27 +200,29 @@ def build_findings(
     """Everything the check reports, from one poll; ``web`` is (status, text) or None."""
     out = _caps_findings(caps)
     status = {s.name: s for s in poll.status}
-    for name in COLLECTORS:
+    for spec in COLLECTORS:
+        name = spec.name
         if not cfg.enabled(name):
             out.append(Finding(INFO, name, "disabled"))
             continue
         data = poll.data.get(name)
         s = status.get(name)
+        if s is not None and s.absent:
+            out.append(Finding(INFO, name, f"not on this host: {s.error}"))
+            continue
         if data is None:
             err = s.error if s is not None else "not run"
             out.append(Finding(FAIL, name, f"cannot read: {err}{_hint(name, err)}"))
             continue
-        if name == "containers" and isinstance(data, DockerData):
-            out.extend(_docker_findings(data, cfg.docker.resolved_host()))
-        elif name in _DESCRIBE:
-            out.extend(_DESCRIBE[name](data))
+        if spec.describe:
+            out.extend(resolve(spec.describe)(data, poll, cfg))
     if web is not None:
         out.append(Finding(web[0], "web", web[1]))
     return out
 
 
 def _hint(collector: str, error: str) -> str:
-    if collector != "containers" or "dockerd running" in error or "Docker socket" in error:
+    if collector != "docker" or "dockerd running" in error or "Docker socket" in error:
         # The firewall's messages, and the containers' common ones, name their own fix.
         return ""
     low = error.lower()
@@ -255,7 +232,7 @@ def _hint(collector: str, error: str) -> str:
 
 
 def render_findings(findings: Iterable[Finding]) -> str:
-    width = max(len(t) for t in (*COLLECTORS, "capabilities", "web"))
+    width = max(len(t) for t in (*NAMES, "capabilities", "web"))
     return "".join(f"[{f.status:>4}] {f.topic:<{width}}  {f.text}\n" for f in findings)
 
 
@@ -287,21 +264,16 @@ def read_web_finding(path: str) -> tuple[str, str] | None:
     return OK, f"{path}: {tls}, basic auth {'for ' + _count(users, 'user') if users else 'off'}"
 
 
-def run_check(
-    cfg: Config,
-    factories: list[tuple[str, Factory]],
-    out: TextIO = sys.stdout,
-) -> int:
+def run_check(cfg: Config, out: TextIO = sys.stdout) -> int:
     """Poll once with the daemon's collectors, print the findings, return the exit status."""
-    poller = Poller(factories, lambda _poll: [], cfg.poll_interval)
+    poller = make_poller(cfg, render=False)
     # The findings say what failed and why; the poller's own error log would repeat it.
     quiet = logging.getLogger("netpath.poller")
     was_disabled, quiet.disabled = quiet.disabled, True
     try:
         poll = poller.poll_once().poll
-        docker = poll.data.get("containers")
-        if isinstance(docker, DockerData) and any(
-            c.netns_id is None and has_own_netns(c) for c in docker.containers
+        if any(
+            w.netns_id is None and has_own_netns(w) for src in poll.sources() for w in src.workloads
         ):
             poll = poller.poll_once().poll  # namespace ids are assigned lazily: ask once more
     finally:

@@ -22,15 +22,14 @@ from types import FrameType
 
 from exporter import __version__
 from exporter.config import (
-    COLLECTORS,
     Config,
     ConfigError,
+    check_setting,
     load_config,
-    parse_count,
     parse_duration,
     parse_listen_address,
 )
-from exporter.poller import Factory, Poller
+from exporter.registry import COLLECTORS, all_settings
 
 log = logging.getLogger("netpath")
 
@@ -40,13 +39,6 @@ def _duration(value: str) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _count(value: str) -> int:
-    n = parse_count(value)
-    if n is None:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
-    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,27 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Docker API (default $DOCKER_HOST or unix:///var/run/docker.sock)",
     )
-    p.add_argument(
-        "--conntrack.interval",
-        dest="conntrack_interval",
-        type=_duration,
-        metavar="DURATION",
-        help="time between dumps of the whole conntrack table for attribution (default 30s)",
-    )
-    p.add_argument(
-        "--conntrack.max-entries",
-        dest="conntrack_max_entries",
-        type=_count,
-        metavar="N",
-        help="bound on the entries one conntrack dump reads (default 1000000)",
-    )
-    for name in COLLECTORS:
+    for spec in COLLECTORS:
         p.add_argument(
-            f"--collector.{name}",
-            dest=f"collector_{name}",
+            f"--collector.{spec.name}",
+            dest=f"collector_{spec.name}",
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=f"enable the {name} collector (default on)",
+            help=f"{spec.help} (default {'on' if spec.default else 'off'})",
+        )
+    for setting in all_settings():
+        p.add_argument(
+            setting.flag,
+            dest=setting.dest,
+            metavar=setting.kind.upper(),
+            help=f"{setting.help} (default {setting.default!r})",
         )
     return p
 
@@ -136,18 +121,30 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
     if args.log_format is not None:
         logc = replace(logc, format=args.log_format)
     collectors = dict(cfg.collectors)
-    for name in COLLECTORS:
-        flag = getattr(args, f"collector_{name}")
+    for spec in COLLECTORS:
+        flag = getattr(args, f"collector_{spec.name}")
         if flag is not None:
-            collectors[name] = flag
+            collectors[spec.name] = flag
+    settings = dict(cfg.settings)
+    problems: list[str] = []
+    for setting in all_settings():
+        raw = getattr(args, setting.dest, None)
+        if raw is None:
+            continue
+        value: object = raw
+        if setting.kind == "int":
+            value = int(raw) if raw.isdigit() else raw
+        elif setting.kind == "bool":
+            value = {"true": True, "false": False}.get(raw.lower(), raw)
+        checked = check_setting(value, setting, problems)
+        if isinstance(checked, str | float | int | bool):
+            settings[setting.key] = checked
+    if problems:
+        raise ConfigError([f"--{p}" for p in problems], "flags")
     docker = cfg.docker if args.docker_host is None else replace(cfg.docker, host=args.docker_host)
-    cfg = replace(cfg, web=web, log=logc, collectors=collectors, docker=docker)
+    cfg = replace(cfg, web=web, log=logc, collectors=collectors, docker=docker, settings=settings)
     if args.poll_interval is not None:
         cfg = replace(cfg, poll_interval=args.poll_interval)
-    if args.conntrack_interval is not None:
-        cfg = replace(cfg, conntrack=replace(cfg.conntrack, interval=args.conntrack_interval))
-    if args.conntrack_max_entries is not None:
-        cfg = replace(cfg, conntrack=replace(cfg.conntrack, max_entries=args.conntrack_max_entries))
     # Flags go through the same checks as the file.
     try:
         parse_listen_address(cfg.web.listen_address)
@@ -158,59 +155,6 @@ def apply_flags(cfg: Config, args: argparse.Namespace) -> Config:
             [f"--web.telemetry-path: must start with '/': {cfg.web.telemetry_path!r}"], "flags"
         )
     return cfg
-
-
-def collector_factories(cfg: Config) -> list[tuple[str, Factory]]:
-    """The collectors to run, in poll order. Imports are deferred so a missing
-    optional system piece only fails its own collector."""
-    out: list[tuple[str, Factory]] = []
-
-    def links() -> object:
-        from exporter.collectors.links import LinksCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return LinksCollector()
-
-    def firewall() -> object:
-        from exporter.firewall.collector import FirewallCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return FirewallCollector(cfg.firewall)
-
-    def sysctl() -> object:
-        from exporter.collectors.sysctl import SysctlCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return SysctlCollector()
-
-    def routes() -> object:
-        from exporter.collectors.links import RoutesCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return RoutesCollector()
-
-    def containers() -> object:
-        from exporter.sources.docker import ContainersCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return ContainersCollector(cfg.docker)
-
-    def conntrack() -> object:
-        from exporter.collectors.conntrack import ConntrackCollector  # noqa: PLC0415 - deferred: fails only its collector
-
-        return ConntrackCollector(cfg.conntrack.interval, cfg.conntrack.max_entries)
-
-    table = {
-        "conntrack": conntrack,
-        "links": links,
-        "firewall": firewall,
-        "sysctl": sysctl,
-        "routes": routes,
-        "containers": containers,
-    }
-    # The containers' counters are their veths': links is read when either is on.
-    needed = {n for n in COLLECTORS if cfg.enabled(n)}
-    if "containers" in needed:
-        needed.add("links")
-    for name in ("links", "firewall", "sysctl", "routes", "containers", "conntrack"):
-        if name in needed:
-            out.append((name, table[name]))  # type: ignore[arg-type]
-    return out
 
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt()
@@ -233,7 +177,7 @@ def tune_malloc() -> None:
 
 def run_daemon(cfg: Config) -> int:
     from exporter.logs import setup_logging  # noqa: PLC0415 - not needed for --help
-    from exporter.metrics.render import render_poll  # noqa: PLC0415 - not needed for --help
+    from exporter.pipeline import make_poller  # noqa: PLC0415 - not needed for --help
     from exporter.web.server import make_server, serve_in_thread  # noqa: PLC0415 - not needed for --help
 
     setup_logging(cfg.log.level, cfg.log.format)
@@ -247,9 +191,7 @@ def run_daemon(cfg: Config) -> int:
         except ConfigError as exc:
             print(f"netpath-exporter: {exc}", file=sys.stderr)
             return 2
-    poller = Poller(
-        collector_factories(cfg), lambda poll: render_poll(poll, cfg), cfg.poll_interval
-    )
+    poller = make_poller(cfg)
     try:
         server = make_server(cfg, poller, security)
     except OSError as exc:
@@ -266,7 +208,7 @@ def run_daemon(cfg: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    enabled = [n for n in COLLECTORS if cfg.enabled(n)]
+    enabled = [spec.name for spec in COLLECTORS if cfg.enabled(spec.name)]
     log.info(
         "starting netpath-exporter",
         extra={
@@ -310,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check":
         from exporter.check import run_check  # noqa: PLC0415 - only for `check`
 
-        return run_check(cfg, collector_factories(cfg))
+        return run_check(cfg)
     if command == "explain":
         from exporter.paths.explain import run_explain  # noqa: PLC0415 - only for `explain`
 

@@ -24,3 +24,13 @@ class Collector(Protocol):
 
 class CollectorError(Exception):
     """A collector could not do its job; the message says why, for the log."""
+
+
+class CollectorAbsent(CollectorError):
+    """What the collector reads is not on this host, and nobody asked for it.
+
+    A discovery source raises it while its runtime's default endpoint does not
+    exist and was not configured explicitly: the collector is then left out
+    of ``netpath_collector_success`` instead of failing on every host without
+    that runtime. Once it has answered, its failures are failures.
+    """

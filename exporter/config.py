@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
-COLLECTORS = ("links", "containers", "firewall", "sysctl", "routes", "conntrack")
+from exporter.registry import COLLECTORS as SPECS
+from exporter.registry import Setting, all_settings
+
+COLLECTORS = tuple(spec.name for spec in SPECS)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -74,24 +77,30 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
-class ConntrackConfig:
-    interval: float = 30.0  # between attribution dumps of the whole table
-    max_entries: int = 1_000_000  # bound on the entries one dump reads
-
-
-@dataclass(frozen=True)
 class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     poll_interval: float = 5.0
-    collectors: Mapping[str, bool] = field(default_factory=lambda: dict.fromkeys(COLLECTORS, True))
+    collectors: Mapping[str, bool] = field(
+        default_factory=lambda: {spec.name: spec.default for spec in SPECS}
+    )
     links: LinksConfig = field(default_factory=LinksConfig)
     firewall: FirewallConfig = field(default_factory=FirewallConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
-    conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
+    # The collectors' own settings (exporter.registry.Setting), by key; defaults when absent.
+    settings: Mapping[str, str | float | int | bool] = field(default_factory=dict)
 
     def enabled(self, collector: str) -> bool:
         return bool(self.collectors.get(collector, False))
+
+    def setting(self, key: str) -> str | float | int | bool:
+        """A collector's setting (``"cri.endpoint"``): the configured value or its default."""
+        if key in self.settings:
+            return self.settings[key]
+        for s in all_settings():
+            if s.key == key:
+                return s.default
+        raise KeyError(f"no setting {key!r} in the collector registry")
 
 
 # ---------------------------------------------------------------------------
@@ -116,15 +125,6 @@ def parse_duration(value: object) -> float:
     if seconds <= 0:
         raise ValueError(f"duration must be positive: {value!r}")
     return seconds
-
-
-def parse_count(value: object) -> int | None:
-    """A positive whole number (YAML int or digits), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    return value if isinstance(value, int) and value > 0 else None
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -211,9 +211,10 @@ def parse_config(raw: object, source: str = "config") -> Config:
         raise ConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
     problems: list[str] = []
     cfg = Config()
+    setting_sections = {st.section for st in all_settings()}
     check_unknown_keys(
         raw,
-        {"web", "log", "poll", "collectors", "links", "firewall", "docker", "conntrack"},
+        {"web", "log", "poll", "collectors", "links", "firewall", "docker"} | setting_sections,
         "",
         problems,
     )
@@ -280,8 +281,25 @@ def parse_config(raw: object, source: str = "config") -> Config:
             fw_kw[key] = d
     cfg = replace(cfg, firewall=replace(cfg.firewall, **fw_kw))
 
+    settings: dict[str, str | float | int | bool] = {}
+    for section in sorted(setting_sections):
+        known = [st for st in all_settings() if st.section == section]
+        if section == "docker":
+            continue  # docker.* settings are checked with the docker section below
+        sec = _section(raw, section, problems)
+        check_unknown_keys(sec, {st.name for st in known}, f"{section}.", problems)
+        _read_settings(sec, known, settings, problems)
+    cfg = replace(cfg, settings=settings)
+
     dk = _section(raw, "docker", problems)
-    check_unknown_keys(dk, {f.name for f in fields(DockerConfig)}, "docker.", problems)
+    docker_settings = [st for st in all_settings() if st.section == "docker"]
+    check_unknown_keys(
+        dk,
+        {f.name for f in fields(DockerConfig)} | {st.name for st in docker_settings},
+        "docker.",
+        problems,
+    )
+    _read_settings(dk, docker_settings, settings, problems)
     dk_kw: dict[str, Any] = {}
     if "host" in dk and (s := _check_str(dk["host"], "docker.host", problems)) is not None:
         dk_kw["host"] = s
@@ -290,25 +308,37 @@ def parse_config(raw: object, source: str = "config") -> Config:
             dk_kw[key] = d
     cfg = replace(cfg, docker=replace(cfg.docker, **dk_kw))
 
-    ctk = _section(raw, "conntrack", problems)
-    check_unknown_keys(ctk, {"interval", "max_entries"}, "conntrack.", problems)
-    if "interval" in ctk and (
-        d := _check_duration(ctk["interval"], "conntrack.interval", problems)
-    ):
-        cfg = replace(cfg, conntrack=replace(cfg.conntrack, interval=d))
-    if "max_entries" in ctk:
-        n = parse_count(ctk["max_entries"])
-        if n is None:
-            problems.append(
-                "conntrack.max_entries: expected a positive whole number, "
-                f"got {ctk['max_entries']!r}"
-            )
-        else:
-            cfg = replace(cfg, conntrack=replace(cfg.conntrack, max_entries=n))
-
     if problems:
         raise ConfigError(problems, source)
     return cfg
+
+
+def check_setting(value: object, setting: Setting, problems: list[str]) -> object | None:
+    """``value`` checked as ``setting``'s kind; None (and a problem) if it is not one."""
+    where = setting.key
+    if setting.kind == "str":
+        return _check_str(value, where, problems)
+    if setting.kind == "bool":
+        return _check_bool(value, where, problems)
+    if setting.kind == "duration":
+        return _check_duration(value, where, problems)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        problems.append(f"{where}: expected a whole number >= 0, got {value!r}")
+        return None
+    return value
+
+
+def _read_settings(
+    section: Mapping[str, Any],
+    known: list[Setting],
+    into: dict[str, str | float | int | bool],
+    problems: list[str],
+) -> None:
+    for st in known:
+        if st.name in section:
+            v = check_setting(section[st.name], st, problems)
+            if isinstance(v, str | float | int | bool):
+                into[st.key] = v
 
 
 def load_config(path: str | None) -> Config:

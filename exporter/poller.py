@@ -15,11 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypeVar
 
-from exporter.collector import Collector, CollectorError
+from exporter.collector import Collector, CollectorAbsent, CollectorError
 from exporter.metrics.exposition import ExpositionWriter, gzip_bytes
-from exporter.model import MetricFamily
+from exporter.model import MetricFamily, SourceData
+
+if TYPE_CHECKING:
+    from exporter.view import HostView
+
+T = TypeVar("T")
 
 log = logging.getLogger("netpath.poller")
 
@@ -30,16 +36,35 @@ class CollectorStatus:
     success: bool
     duration: float  # seconds
     error: str = ""
+    absent: bool = False  # a source whose runtime is not on this host (see CollectorAbsent)
 
 
 @dataclass(frozen=True)
 class PollResult:
-    """What one poll read: each collector's data (absent if it failed outright)."""
+    """What one poll read, and what the host view derives from it.
+
+    ``data`` holds each collector's result by collector name (absent if it
+    failed outright); read it with :meth:`get`, which checks the type, and
+    :meth:`sources`, every discovery source's :class:`SourceData`. ``view``
+    is the derived :class:`~exporter.view.HostView` (the workload join and
+    every firewall manager's meaning) that the renderers, ``explain`` and
+    ``/path`` all read.
+    """
 
     data: Mapping[str, object]
     status: tuple[CollectorStatus, ...]
     timestamp: float  # Unix time the poll finished
     duration: float  # seconds
+    view: HostView | None = None
+
+    def get(self, name: str, kind: type[T]) -> T | None:
+        """Collector ``name``'s data if it is a ``kind``, else None."""
+        value = self.data.get(name)
+        return value if isinstance(value, kind) else None
+
+    def sources(self) -> tuple[SourceData, ...]:
+        """Every discovery source's data, in poll order."""
+        return tuple(v for v in self.data.values() if isinstance(v, SourceData))
 
 
 @dataclass
@@ -63,6 +88,7 @@ BIG_READ_BLOCKS = 50_000
 
 Factory = Callable[[], Collector]
 Renderer = Callable[[PollResult], list[MetricFamily]]
+Deriver = Callable[["PollResult", "PollResult | None"], "HostView"]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -103,15 +129,19 @@ class Poller:
         collectors: Sequence[tuple[str, Factory]],
         render: Renderer,
         interval: float,
+        derive: Deriver | None = None,
     ) -> None:
         self._slots = [_Slot(name, factory) for name, factory in collectors]
         self._render = render
+        self._derive = derive
         self._interval = interval
         self._writer = ExpositionWriter()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.latest: Snapshot | None = None
+        # (the snapshot before the latest, the latest): one reference, replaced whole
+        self.snapshots: tuple[Snapshot | None, Snapshot | None] = (None, None)
         self.polls = 0
 
     def poll_once(self) -> Snapshot:
@@ -121,9 +151,13 @@ class Poller:
         for slot in self._slots:
             t0 = time.monotonic()
             error = ""
+            absent = False
             blocks = sys.getallocatedblocks()
             try:
                 result = slot.collect()
+            except CollectorAbsent as exc:
+                absent = True
+                error = str(exc)
             except Exception as exc:
                 error = describe_error(exc)
                 if slot.last_error != error:
@@ -140,11 +174,16 @@ class Poller:
                 # beside it: otherwise the process keeps that high-water mark
                 # as RSS.
                 gc.collect()
-            self._log_transition(slot, error)
-            status.append(CollectorStatus(slot.name, not error, duration, error))
+            if not absent:
+                self._log_transition(slot, error)
+            status.append(CollectorStatus(slot.name, not error, duration, error, absent))
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
+        if self._derive is not None:
+            before = self.latest.poll if self.latest is not None else None
+            result_poll = replace(result_poll, view=self._derive(result_poll, before))
         body = self._render_body(result_poll)
         snap = Snapshot(result_poll, body)
+        self.snapshots = (self.latest, snap)
         self.latest = snap
         self.polls += 1
         self._ready.set()

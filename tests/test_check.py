@@ -19,23 +19,21 @@ from exporter.check import (
     parse_capabilities,
     render_findings,
 )
-from exporter.collectors.conntrack import ConntrackData, LastDump
 from exporter.config import Config
 from exporter.model import (
     Chain,
-    Container,
-    ContainerEndpoint,
-    DockerData,
+    Endpoint,
     FirewallData,
     Link,
     LinksData,
     Route,
     RoutesData,
     Rule,
+    SourceData,
     SysctlData,
     Table,
+    Workload,
 )
-from exporter.netlink.conntrack import EVENTS, DumpResult, TableInfo
 from exporter.poller import CollectorStatus, PollResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,9 +57,9 @@ def test_parse_capabilities() -> None:
     assert parse_capabilities("CapEff:\t000001ffffffffff\n")[2] >= {"CAP_SYS_ADMIN"}
 
 
-def _ctr(name: str, nsid: int | None) -> Container:
-    ep = ContainerEndpoint("bridge", "n" * 64, "172.17.0.2", "", "02:42:ac:11:00:02", "172.17.0.1")
-    return Container(name * 8, name, "img", "", "", "bridge", nsid, (ep,), ())
+def _ctr(name: str, nsid: int | None) -> Workload:
+    ep = Endpoint("bridge", "n" * 64, "172.17.0.2", "", "02:42:ac:11:00:02", "172.17.0.1")
+    return Workload(name * 8, name, "img", "", "", "bridge", nsid, (ep,), ())
 
 
 def _poll(**over: object) -> PollResult:
@@ -86,18 +84,13 @@ def _poll(**over: object) -> PollResult:
         ),
         "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
         "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
-        "containers": DockerData("27.1.0", (_ctr("web", 0),), ()),
-        "conntrack": ConntrackData(
-            TableInfo(900, 1000),
-            dict.fromkeys(EVENTS, 0),
-            LastDump(DumpResult(900, False, {}, {}), 0.25, 0.0),
-        ),
+        "containers": SourceData("27.1.0", (_ctr("web", 0),), ()),
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
     status = tuple(
         CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
-        for n in ("links", "containers", "firewall", "sysctl", "routes", "conntrack")
+        for n in ("links", "containers", "firewall", "sysctl", "routes")
     )
     return PollResult(data, status, 0.0, 0.05)
 
@@ -113,15 +106,13 @@ def test_a_healthy_host_passes() -> None:
     assert "ip forwarding: ipv4=on, ipv6=off" in text
     assert "br_netfilter not loaded" in text
     assert "default: eth0 via 192.0.2.1" in text
-    assert "conntrack     readable: 900 entries of 1000 (90%)" in text
-    assert "last dump: 900 entries read in 0.250s" in text
 
 
 def test_failures_and_their_reasons() -> None:
     caps = ProcessCaps(65534, (), frozenset({"CAP_NET_RAW"}))
     poll = _poll(
         firewall=None,
-        containers=DockerData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
+        containers=SourceData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
         sysctl=SysctlData({"ipv4": False}, {"ipv4": True}),
     )
     findings = build_findings(Config(), caps, poll, (FAIL, "web.yml: bad"))
@@ -135,30 +126,6 @@ def test_failures_and_their_reasons() -> None:
     assert "CAP_SYS_PTRACE missing -> containers" in text
     assert next(f.status for f in findings if f.topic == "sysctl") == WARN
     assert "bridge-nf-call: ipv4=on" in text
-
-
-def test_conntrack_refused_and_truncated() -> None:
-    refused = "conntrack (netlink IPCTNL_MSG_CT_GET_STATS): permission denied (needs CAP_NET_ADMIN)"
-    poll = _poll(conntrack=None)
-    poll = PollResult(
-        poll.data,
-        tuple(
-            CollectorStatus(s.name, False, 0.0, refused) if s.name == "conntrack" else s
-            for s in poll.status
-        ),
-        0.0,
-        0.05,
-    )
-    text = render_findings(build_findings(Config(), ROOT_CAPS, poll, None))
-    assert f"[FAIL] conntrack     cannot read: {refused}\n" in text
-    cut = ConntrackData(
-        TableInfo(5000, None), {}, LastDump(DumpResult(100, True, {}, {}), 0.5, 0.0)
-    )
-    findings = build_findings(Config(), ROOT_CAPS, _poll(conntrack=cut), None)
-    text = render_findings(findings)
-    assert "readable: 5000 entries\n" in text
-    assert "[warn] conntrack     last dump: 100 entries read in 0.500s (stopped at" in text
-    assert exit_code(findings) == 0
 
 
 def test_disabled_collectors_are_not_failures() -> None:
@@ -189,7 +156,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         )
         host.exec("iptables-nft-restore", input=lab.SEED_RULESET.read_text())
         host.exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        proc = _check(host, "--no-collector.containers")
+        proc = _check(host, "--no-collector.docker")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout
         assert "backends: iptables-nft (ipv4); 26 rules in the exported chains" in out, out
@@ -205,7 +172,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         # An invalid web config file is reported.
         bad = tmp_path / "web.yml"
         bad.write_text("basic_auth_users: {a: b}\n")
-        proc = _check(host, "--no-collector.containers", f"--web.config.file={bad}")
+        proc = _check(host, "--no-collector.docker", f"--web.config.file={bad}")
         assert proc.returncode == 1
         assert "[FAIL] web" in proc.stdout and "not a bcrypt hash" in proc.stdout
 
@@ -219,6 +186,6 @@ def test_check_on_a_nat_table_made_the_way_dockerd_makes_it() -> None:
         host.exec("iptables-nft", "-t", "nat", "-N", "DOCKER")
         host.exec("iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-s", "10.213.0.0/24",
                   "!", "-o", "docker0", "-j", "MASQUERADE")  # fmt: skip
-        proc = _check(host, "--no-collector.containers")
+        proc = _check(host, "--no-collector.docker")
         assert "[FAIL]" not in proc.stdout, proc.stdout
         assert proc.returncode == 0

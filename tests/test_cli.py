@@ -67,7 +67,7 @@ def test_port_in_use_is_one_clear_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = run(f"--web.listen-address=127.0.0.1:{port}", "--no-collector.containers")
+        proc = run(f"--web.listen-address=127.0.0.1:{port}", "--no-collector.docker")
     assert proc.returncode == 1
     assert 'msg="cannot listen"' in proc.stderr
     assert "Address already in use" in proc.stderr
@@ -83,7 +83,7 @@ def test_missing_tools_fail_the_firewall_alone_and_sigterm_stops_cleanly() -> No
         port = 29100
         proc = subprocess.Popen(
             [NSENTER, f"--net={host.path}", *EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
-             "--poll.interval=200ms", "--no-collector.containers"],
+             "--poll.interval=200ms", "--no-collector.docker"],
             cwd=ROOT, env={"PATH": "/nonexistent"}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

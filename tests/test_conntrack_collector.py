@@ -7,19 +7,21 @@ import socket
 
 import pytest
 
+from exporter.check import OK, WARN, render_findings
 from exporter.collectors.conntrack import (
     ConntrackData,
     LastDump,
     Owners,
     active_connections,
     attribute,
+    build_owners,
+    describe_conntrack,
     error_message,
     owners,
-    owners_from_docker,
     render_conntrack,
 )
-from exporter.config import ConfigError, parse_config
-from exporter.model import Container, ContainerEndpoint, DockerData, DockerNetwork
+from exporter.config import Config, ConfigError, parse_config
+from exporter.model import Endpoint, Network, SourceData, Workload
 from exporter.netlink.conntrack import EVENTS, DumpResult, TableInfo, add_entries
 from exporter.netlink.netfilter import NetlinkError
 
@@ -55,21 +57,31 @@ def dump() -> DumpResult:
     return DumpResult(len(ENTRIES), False, pairs, active)
 
 
-def docker() -> DockerData:
-    ep_a = ContainerEndpoint("app", "n" * 64, A, "fd00::2", "", GW)
-    ep_b = ContainerEndpoint("app", "n" * 64, B, "", "", GW)
-    quiet = ContainerEndpoint("app", "n" * 64, "172.18.0.9", "", "", GW)
+def docker() -> SourceData:
+    ep_a = Endpoint("app", "n" * 64, A, "fd00::2", "", GW)
+    ep_b = Endpoint("app", "n" * 64, B, "", "", GW)
+    quiet = Endpoint("app", "n" * 64, "172.18.0.9", "", "", GW)
     ctrs = (
-        Container("a" * 64, "a", "img", "", "", "app", 1, (ep_a,), ()),
-        Container("b" * 64, "b", "img", "", "", "app", 2, (ep_b,), ()),
-        Container("q" * 64, "quiet", "img", "", "", "app", 3, (quiet,), ()),
+        Workload("a" * 64, "a", "img", "", "", "app", 1, (ep_a,), ()),
+        Workload("b" * 64, "b", "img", "", "", "app", 2, (ep_b,), ()),
+        Workload("q" * 64, "quiet", "img", "", "", "app", 3, (quiet,), ()),
+        Workload("h" * 64, "hostnet", "img", "", "", "host", None, (), ()),
     )
-    net = DockerNetwork("app", "n" * 64, "bridge", "br-x", ("172.18.0.0/16",), (GW,), False)
-    return DockerData("29.0", ctrs, (net,))
+    net = Network("app", "n" * 64, "bridge", "br-x", ("172.18.0.0/16",), (GW,), False)
+    return SourceData("29.0", ctrs, (net,))
+
+
+def pod() -> SourceData:
+    ep = Endpoint("cbr0", "cbr0", "10.244.0.5", "", "", "10.244.0.1")
+    w = Workload("s" * 64, "kube-system/coredns-x", "", "", "", "pod", 4, (ep,), (),
+                 runtime="containerd", namespace="kube-system", pod="coredns-x")  # fmt: skip
+    net = Network("cbr0", "cbr0", "bridge", "cni0", ("10.244.0.0/24",), ("10.244.0.1",), False,
+                  runtime="containerd")  # fmt: skip
+    return SourceData("2.0", (w,), (net,), runtime="containerd")
 
 
 def test_attribution_counts_each_entry_once_per_owner() -> None:
-    who = owners_from_docker(docker())
+    who = build_owners([docker()])
     got = attribute(dump(), who.workloads)
     assert got == {
         ("a", "", "", "app"): 6,  # 3 opened + to B + to itself + IPv6
@@ -93,7 +105,7 @@ def test_render() -> None:
     data = ConntrackData(
         TableInfo(9, 100), dict.fromkeys(EVENTS, 2), LastDump(dump(), 0.5, 1700000000.0)
     )
-    fams = {f.name: f for f in render_conntrack(data, owners_from_docker(docker()))}
+    fams = {f.name: f for f in render_conntrack(data, build_owners([docker()]))}
     assert fams["netpath_conntrack_entries"].samples == (((), 9),)
     assert fams["netpath_conntrack_entries_limit"].samples == (((), 100),)
     events = fams["netpath_conntrack_events_total"]
@@ -122,13 +134,44 @@ def test_messages_name_the_privilege() -> None:
     assert "nf_conntrack_netlink" in error_message(gone)
 
 
+def test_owners_of_every_runtime() -> None:
+    who = build_owners([docker(), pod()])
+    assert who.workloads[ip("10.244.0.5")] == ("kube-system/coredns-x", "kube-system",
+                                               "coredns-x", "cbr0")  # fmt: skip
+    assert who.networks[("kube-system/coredns-x", "kube-system", "coredns-x", "cbr0")] == (
+        "containerd",
+        "cbr0",
+    )
+    assert who.gateways[ip("10.244.0.1")] == ("containerd", "cbr0")
+    assert len(who.workloads) == 5  # a, a's IPv6, b, quiet, the pod; not the host-network one
+
+
 def test_config() -> None:
-    cfg = parse_config({"conntrack": {"interval": "1m", "max_entries": 5000}})
-    assert (cfg.conntrack.interval, cfg.conntrack.max_entries) == (60.0, 5000)
+    cfg = parse_config({"conntrack": {"interval": "1m", "max-entries": 5000}})
+    assert (cfg.setting("conntrack.interval"), cfg.setting("conntrack.max-entries")) == (60.0, 5000)
+    assert Config().setting("conntrack.max-entries") == 1_000_000
+    assert Config().setting("conntrack.interval") == 30.0
     assert cfg.enabled("conntrack")
     with pytest.raises(ConfigError) as info:
-        parse_config({"conntrack": {"interval": "x", "max_entries": -1, "bound": 1}})
+        parse_config({"conntrack": {"interval": "x", "max-entries": -1, "bound": 1}})
     text = str(info.value)
     assert "conntrack.interval" in text
-    assert "conntrack.max_entries: expected a positive whole number, got -1" in text
+    assert "conntrack.max-entries: expected a whole number >= 0, got -1" in text
     assert "conntrack.bound: unknown key" in text
+
+
+def test_check_findings() -> None:
+    data = ConntrackData(
+        TableInfo(900, 1000), dict.fromkeys(EVENTS, 0), LastDump(dump(), 0.25, 0.0)
+    )
+    found = describe_conntrack(data, None, Config())  # type: ignore[arg-type]
+    assert [f.status for f in found] == [OK, OK]
+    text = render_findings(found)
+    assert "readable: 900 entries of 1000 (90%)" in text
+    assert "last dump: 9 entries read in 0.250s" in text
+    cut = ConntrackData(TableInfo(1, None), {}, LastDump(DumpResult(1, True, {}, {}), 0.5, 0.0))
+    found = describe_conntrack(cut, None, Config())  # type: ignore[arg-type]
+    assert [f.status for f in found] == [OK, WARN]
+    text = render_findings(found)
+    assert "readable: 1 entry\n" in text
+    assert "last dump: 1 entry read in 0.500s (stopped at conntrack.max-entries)" in text

@@ -152,7 +152,7 @@ def test_dump_bound(quiet: lab.Netns) -> None:
 def test_check_says_readable_and_dump_time(quiet: lab.Netns) -> None:
     proc = subprocess.run(
         ["nsenter", f"--net={quiet.path}", sys.executable, "-m", "exporter", "check",
-         "--no-collector.containers", "--no-collector.firewall"],
+         "--no-collector.docker", "--no-collector.firewall"],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
     )  # fmt: skip
     limit = proc_max(quiet)

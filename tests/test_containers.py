@@ -2,7 +2,7 @@
 
 The JSON under fixtures/containers/ was captured from a real dockerd 20.10 (the
 lab of tests/dockerlab.py): ``docker inspect`` of six containers and ``GET
-/networks``. The join is tested on literal DockerData/LinksData.
+/networks``. The join is tested on literal SourceData/LinksData.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from dockerlab import poll_until
 from exporter.collector import CollectorError
 from exporter.config import DockerConfig
 from exporter.model import (
-    Container,
-    ContainerEndpoint,
-    DockerData,
-    DockerNetwork,
+    Endpoint,
     Link,
     LinksData,
     LinkStats,
     MetricFamily,
+    Network,
     PortBinding,
+    SourceData,
+    Workload,
 )
 from exporter.sources.docker import (
     ContainersCollector,
@@ -102,7 +102,7 @@ def test_parse_containers() -> None:
     assert c1.image == "netpath-test/busybox"
     assert c1.network_mode == "bridge" and c1.netns_id == 7
     assert c1.endpoints == (
-        ContainerEndpoint("bridge", nets["bridge"].id, "10.213.0.2", "", "02:42:0a:d5:00:02",
+        Endpoint("bridge", nets["bridge"].id, "10.213.0.2", "", "02:42:0a:d5:00:02",
                           "10.213.0.1"),
     )  # fmt: skip
 
@@ -130,7 +130,7 @@ def test_only_compose_labels_are_kept() -> None:
     assert "SECRET_ENV=x" in raw["Config"]["Env"]
     ctr = parse_container(raw)
     assert (ctr.compose_project, ctr.compose_service) == ("proj", "web")
-    text = repr(ctr) + repr(render_containers(DockerData("20.10", (ctr,), ()), None))
+    text = repr(ctr) + repr(render_containers(SourceData("20.10", (ctr,), ()), None))
     assert "hunter2" not in text and "secret" not in text and "SECRET" not in text  # ... never out
 
 
@@ -173,24 +173,24 @@ def test_parse_event(event: Mapping[str, Any], expected: tuple[str, str] | None)
 # The join, on literal data
 # --------------------------------------------------------------------------
 
-BRIDGE = DockerNetwork("bridge", "b" * 64, "bridge", "docker0", ("172.17.0.0/16",),
+BRIDGE = Network("bridge", "b" * 64, "bridge", "docker0", ("172.17.0.0/16",),
                        ("172.17.0.1",), False)  # fmt: skip
-APPNET = DockerNetwork("appnet", "a1" * 32, "bridge", "br-a1a1a1a1a1a1", ("172.18.0.0/16",),
+APPNET = Network("appnet", "a1" * 32, "bridge", "br-a1a1a1a1a1a1", ("172.18.0.0/16",),
                        ("172.18.0.1",), False)  # fmt: skip
-BACKNET = DockerNetwork("backnet", "c2" * 32, "bridge", "back0", ("172.19.0.0/16",),
+BACKNET = Network("backnet", "c2" * 32, "bridge", "back0", ("172.19.0.0/16",),
                         ("172.19.0.1",), True,
                         options={"com.docker.network.bridge.name": "back0"})  # fmt: skip
-HOSTNET = DockerNetwork("host", "d" * 64, "host", "", (), (), False)
-NONENET = DockerNetwork("none", "e" * 64, "null", "", (), (), False)
+HOSTNET = Network("host", "d" * 64, "host", "", (), (), False)
+NONENET = Network("none", "e" * 64, "null", "", (), (), False)
 
 
-def ep(net: DockerNetwork, ip: str, mac: str) -> ContainerEndpoint:
-    return ContainerEndpoint(net.name, net.id, ip, "", mac, net.gateways[0])
+def ep(net: Network, ip: str, mac: str) -> Endpoint:
+    return Endpoint(net.name, net.id, ip, "", mac, net.gateways[0])
 
 
-def ctr(name: str, nsid: int | None, *eps: ContainerEndpoint, mode: str = "bridge",
-        project: str = "", service: str = "") -> Container:  # fmt: skip
-    return Container(
+def ctr(name: str, nsid: int | None, *eps: Endpoint, mode: str = "bridge",
+        project: str = "", service: str = "") -> Workload:  # fmt: skip
+    return Workload(
         id=(name.encode().hex() * 64)[:64],
         name=name,
         image="netpath-test/busybox",
@@ -212,9 +212,9 @@ API = ctr(
 )  # fmt: skip
 HOSTC = ctr("hostc", None, mode="host")
 NONEC = ctr("nonec", 5, mode="none")  # a namespace without veths
-DOCKER = DockerData(
+DOCKER = SourceData(
     version="20.10.24",
-    containers=(HOSTC, NONEC, API, WEB),
+    workloads=(HOSTC, NONEC, API, WEB),
     networks=(APPNET, BACKNET, BRIDGE, HOSTNET, NONENET),
 )
 
@@ -258,7 +258,7 @@ def test_join_maps_each_veth_to_its_container_and_network() -> None:
 
 
 def test_join_without_nsid_or_links_finds_nothing() -> None:
-    unknown = DockerData("x", (ctr("web", None, *WEB.endpoints),), DOCKER.networks)
+    unknown = SourceData("x", (ctr("web", None, *WEB.endpoints),), DOCKER.networks)
     assert build_container_interfaces(unknown, LINKS) == ()
     assert build_container_interfaces(DOCKER, LinksData((), {})) == ()
 
@@ -394,14 +394,14 @@ class FakeAPI:
 
     def containers(self, all: bool = False) -> list[dict[str, str]]:
         self._up()
-        return [{"Id": cid} for cid, raw in self.d.containers.items() if container_running(raw)]
+        return [{"Id": cid} for cid, raw in self.d.workloads.items() if container_running(raw)]
 
     def inspect_container(self, cid: str) -> dict[str, Any]:
         self._up()
         self.d.inspects.append(cid)
-        if cid not in self.d.containers:
+        if cid not in self.d.workloads:
             raise docker.errors.NotFound("no such container")
-        return self.d.containers[cid]
+        return self.d.workloads[cid]
 
     def networks(self) -> list[dict[str, Any]]:
         self._up()
@@ -476,8 +476,8 @@ def fake() -> Iterator[tuple[FakeDaemon, ContainersCollector, Clock]]:
         coll.close()
 
 
-def names(data: DockerData) -> list[str]:
-    return [c.name for c in data.containers]
+def names(data: SourceData) -> list[str]:
+    return [c.name for c in data.workloads]
 
 
 def test_collector_resyncs_then_polls_without_api_calls(fake: Any) -> None:
@@ -486,7 +486,7 @@ def test_collector_resyncs_then_polls_without_api_calls(fake: Any) -> None:
     assert names(data) == ["both", "c1", "hostc", "nonet", "proj-web-1", "web"]
     assert [n.name for n in data.networks] == ["appnet", "bridge", "host", "none", "othernet"]
     assert data.version == "20.10.24"
-    nsid = {c.name: c.netns_id for c in data.containers}
+    nsid = {c.name: c.netns_id for c in data.workloads}
     assert nsid == {"both": 2, "c1": 0, "web": 1, "hostc": None, "nonet": None,
                     "proj-web-1": None}  # fmt: skip
     calls = coll.api_calls
@@ -516,14 +516,14 @@ def test_collector_follows_events(fake: Any) -> None:
     data = coll.collect()
     assert "c1" in names(data)
     assert daemon.inspects == [cid]  # two events, one inspection
-    assert {c.name: c.netns_id for c in data.containers}["c1"] == 0
+    assert {c.name: c.netns_id for c in data.workloads}["c1"] == 0
 
     daemon.networks = [n for n in daemon.networks if n["Name"] != "othernet"]
     daemon.emit("network", "destroy", "x")
     assert "othernet" not in [n.name for n in coll.collect().networks]
 
     daemon.emit("container", "start", "gone" * 16)  # vanished before we asked: no error
-    assert len(coll.collect().containers) == 6
+    assert len(coll.collect().workloads) == 6
 
 
 def test_collector_retries_unassigned_netnsid(fake: Any) -> None:
@@ -531,12 +531,12 @@ def test_collector_retries_unassigned_netnsid(fake: Any) -> None:
     answers: dict[str, int | None] = {}
     coll._read_netnsid = answers.get
     data = coll.collect()
-    assert all(c.netns_id is None for c in data.containers)
+    assert all(c.netns_id is None for c in data.workloads)
     calls = coll.api_calls
     key = inspected()["web"]["NetworkSettings"]["SandboxKey"]
     answers[key] = 4  # the links dump made the kernel assign one
     data = coll.collect()
-    assert {c.name: c.netns_id for c in data.containers}["web"] == 4
+    assert {c.name: c.netns_id for c in data.workloads}["web"] == 4
     assert coll.api_calls == calls
 
 

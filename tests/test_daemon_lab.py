@@ -123,7 +123,7 @@ class Daemon:
             *EXPORTER,
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--poll.interval=200ms",
-            "--no-collector.containers",
+            "--no-collector.docker",
             *args,
             cwd=str(ROOT),
             stdout=subprocess.DEVNULL,

@@ -28,15 +28,15 @@ from exporter.model import (
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
     Chain,
-    Container,
-    ContainerEndpoint,
-    DockerData,
-    DockerNetwork,
+    Endpoint,
     FirewallData,
     MetricFamily,
+    Network,
     PortBinding,
     Rule,
+    SourceData,
     Table,
+    Workload,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "docker_rules"
@@ -88,8 +88,8 @@ def layout_firewall(layout: str) -> FirewallData:
     return firewall(*tables)
 
 
-def _net(name: str, nid: str, bridge: str, subnets: tuple[str, ...], **kw: object) -> DockerNetwork:
-    return DockerNetwork(
+def _net(name: str, nid: str, bridge: str, subnets: tuple[str, ...], **kw: object) -> Network:
+    return Network(
         name=name,
         id=nid,
         driver="bridge",
@@ -104,8 +104,8 @@ def _net(name: str, nid: str, bridge: str, subnets: tuple[str, ...], **kw: objec
 
 def _ctr(
     name: str, network: str, ip: str, ipv6: str = "", ports: tuple[PortBinding, ...] = ()
-) -> Container:
-    return Container(
+) -> Workload:
+    return Workload(
         id=name * 8,
         name=name,
         image="busybox",
@@ -113,14 +113,14 @@ def _ctr(
         compose_service="",
         network_mode=network,
         netns_id=None,
-        endpoints=(ContainerEndpoint(network, "", ip, ipv6, "", ""),),
+        endpoints=(Endpoint(network, "", ip, ipv6, "", ""),),
         ports=ports,
     )
 
 
-DOCKER = DockerData(
+DOCKER = SourceData(
     version="27.5.1",
-    containers=(
+    workloads=(
         _ctr("c2", "bridge", "172.17.0.2"),
         _ctr("q1", "quiet", "172.20.0.2"),
         _ctr("vault", "secret", "172.19.0.2"),
@@ -554,8 +554,8 @@ def test_parse_nft_rule() -> None:
 
 
 def test_network_bridge() -> None:
-    def net(name: str, bridge: str = "", **options: str) -> DockerNetwork:
-        return DockerNetwork(
+    def net(name: str, bridge: str = "", **options: str) -> Network:
+        return Network(
             name, "0123456789ab" + "f" * 52, "bridge", bridge, (), (), False, options=options
         )
 
@@ -563,5 +563,5 @@ def test_network_bridge() -> None:
     assert network_bridge(net("appnet")) == "br-0123456789ab"
     assert network_bridge(net("x", **{"com.docker.network.bridge.name": "mybr"})) == "mybr"
     assert network_bridge(net("x", "given")) == "given"
-    host = DockerNetwork("host", "e" * 64, "host", "", (), (), False)
+    host = Network("host", "e" * 64, "host", "", (), (), False)
     assert network_bridge(host) == ""

@@ -37,14 +37,14 @@ import pytest
 from exporter.meaning.docker import render_docker
 from exporter.model import (
     Chain,
-    Container,
-    ContainerEndpoint,
-    DockerData,
-    DockerNetwork,
+    Endpoint,
     FirewallData,
+    Network,
     PortBinding,
     Rule,
+    SourceData,
     Table,
+    Workload,
 )
 
 pytestmark = pytest.mark.lab
@@ -71,8 +71,8 @@ ICMP6_BYTES = 104  # IPv6 header 40 + ICMPv6 8 + 56
 
 def _container(
     name: str, net: str, ip: str, ip6: str, ports: tuple[PortBinding, ...] = ()
-) -> Container:
-    return Container(
+) -> Workload:
+    return Workload(
         id=name * 16,
         name=name,
         image="busybox",
@@ -80,21 +80,21 @@ def _container(
         compose_service="",
         network_mode=net,
         netns_id=None,
-        endpoints=(ContainerEndpoint(net, "", ip, ip6, "", ""),),
+        endpoints=(Endpoint(net, "", ip, ip6, "", ""),),
         ports=ports,
     )
 
 
-DOCKER = DockerData(
+DOCKER = SourceData(
     version="lab",
-    containers=(
+    workloads=(
         _container("a1", "neta", A1, A1_6),
         _container("b1", "netb", B1, B1_6, (PortBinding("tcp", 80, "", 8080),)),
         _container("b2", "netb", B2, B2_6),
     ),
     networks=(
-        DockerNetwork("neta", "0a" * 32, "bridge", A_BR, (A_NET4, A_NET6), (), False, True),
-        DockerNetwork("netb", "0b" * 32, "bridge", B_BR, (B_NET4, B_NET6), (), False, True),
+        Network("neta", "0a" * 32, "bridge", A_BR, (A_NET4, A_NET6), (), False, True),
+        Network("netb", "0b" * 32, "bridge", B_BR, (B_NET4, B_NET6), (), False, True),
     ),
 )
 

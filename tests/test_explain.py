@@ -21,13 +21,13 @@ from test_golden import load_poll
 
 from exporter.meaning.docker import render_docker
 from exporter.model import (
-    Container,
-    DockerData,
     FirewallData,
     LinksData,
     LinkStats,
     RoutesData,
     Rule,
+    SourceData,
+    Workload,
 )
 from exporter.paths.explain import (
     Baseline,
@@ -52,7 +52,7 @@ APP = "br-40d652e0aac8"
 
 
 @pytest.fixture(scope="module")
-def seed() -> tuple[DockerData, LinksData, FirewallData, RoutesData]:
+def seed() -> tuple[SourceData, LinksData, FirewallData, RoutesData]:
     data = load_poll(SEED).data
     docker, links, fw, routes = (
         data["containers"],
@@ -60,23 +60,23 @@ def seed() -> tuple[DockerData, LinksData, FirewallData, RoutesData]:
         data["firewall"],
         data["routes"],
     )
-    assert isinstance(docker, DockerData) and isinstance(links, LinksData)
+    assert isinstance(docker, SourceData) and isinstance(links, LinksData)
     assert isinstance(fw, FirewallData) and isinstance(routes, RoutesData)
     return docker, links, fw, routes
 
 
 def web_path(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
     fw: FirewallData | None = None,
     before: Baseline | None = None,
 ) -> ContainerPath:
     docker, links, seed_fw, routes = seed
-    ctr = find_container(docker.containers, "shop-web-1")
+    ctr = find_container(docker.workloads, "shop-web-1")
     ifnames = {(1, 8): "eth0"}
     return build_path(ctr, docker, links, fw or seed_fw, routes, before=before, ifnames=ifnames)
 
 
-def test_seed_hops(seed: tuple[DockerData, LinksData, FirewallData, RoutesData]) -> None:
+def test_seed_hops(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> None:
     path = web_path(seed)
     assert (path.layout, path.backend) == ("classic", "iptables-nft")
     (leg,) = path.legs
@@ -109,7 +109,7 @@ def test_seed_hops(seed: tuple[DockerData, LinksData, FirewallData, RoutesData])
     assert default.uplink is not None and default.uplink.ifindex == 2
 
 
-def test_seed_firewall_walk(seed: tuple[DockerData, LinksData, FirewallData, RoutesData]) -> None:
+def test_seed_firewall_walk(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> None:
     (leg,) = web_path(seed).legs
     assert [(c.table, c.chain) for c in leg.chains] == [
         ("nat", "PREROUTING"),
@@ -139,7 +139,7 @@ def test_seed_firewall_walk(seed: tuple[DockerData, LinksData, FirewallData, Rou
 
 
 def test_seed_ports_masquerade_drops(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     (leg,) = web_path(seed).legs
     (port,) = leg.published_ports
@@ -185,7 +185,7 @@ def _bump(fw: FirewallData, text: str, packets: int, nbytes: int) -> FirewallDat
 
 
 def test_rates_over_the_window(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     _docker, links, fw, _routes = seed
     drop = f"-o {APP} -j DROP"
@@ -217,7 +217,7 @@ def test_rates_over_the_window(
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_drops_ports_masquerade_agree_with_the_metrics(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData], layout: str
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData], layout: str
 ) -> None:
     """explain's figures are the netpath_docker_* series of the same network, on every layout."""
     fw = layout_firewall(layout)
@@ -255,7 +255,7 @@ def test_drops_ports_masquerade_agree_with_the_metrics(
 
 
 def test_nftables_walk_in_hook_order(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     (leg,) = web_path(seed, fw=layout_firewall("v29-nftables")).legs
     ipv4 = [c.chain for c in leg.chains if c.family == "ip"]
@@ -276,7 +276,7 @@ def test_nftables_walk_in_hook_order(
 
 
 def test_rule_meanings_name_each_rule(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     docker, _links, fw, _routes = seed
     meanings = build_rule_meanings(fw, docker)
@@ -291,7 +291,7 @@ def test_rule_meanings_name_each_rule(
     assert ("DOCKER-USER", "-j RETURN") not in texts
 
 
-def test_golden_text(seed: tuple[DockerData, LinksData, FirewallData, RoutesData]) -> None:
+def test_golden_text(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> None:
     got = format_path_text(web_path(seed))
     if UPDATE:
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +301,7 @@ def test_golden_text(seed: tuple[DockerData, LinksData, FirewallData, RoutesData
     assert hops == sorted(hops)
 
 
-def test_json(seed: tuple[DockerData, LinksData, FirewallData, RoutesData]) -> None:
+def test_json(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> None:
     path = web_path(seed)
     doc = json.loads(format_path_json(path))
     assert doc == json.loads(json.dumps(path_to_json(path)))
@@ -319,7 +319,7 @@ def test_json(seed: tuple[DockerData, LinksData, FirewallData, RoutesData]) -> N
 
 
 def test_every_container_with_a_veth(
-    seed: tuple[DockerData, LinksData, FirewallData, RoutesData],
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     docker, links, fw, routes = seed
     paths = build_paths(docker, links, fw, routes)
@@ -327,13 +327,13 @@ def test_every_container_with_a_veth(
         ("client", ["veth1a2b3c4"]),
         ("shop-web-1", ["veth5d6e7f8"]),
     ]
-    batch = find_container(docker.containers, "batch")
+    batch = find_container(docker.workloads, "batch")
     assert build_path(batch, docker, links, fw, routes).legs == ()
     assert "no network (--network none)" in describe_no_network(batch)
 
 
-def _ctr(name: str, cid: str, mode: str = "bridge") -> Container:
-    return Container(cid, name, "img", "", "", mode, None, (), ())
+def _ctr(name: str, cid: str, mode: str = "bridge") -> Workload:
+    return Workload(cid, name, "img", "", "", mode, None, (), ())
 
 
 def test_find_container() -> None:

@@ -260,7 +260,7 @@ def fw_host() -> Iterator[lab.Netns]:
 def test_xtables_lock_held_by_another_process(
     fw_host: lab.Netns, exporters: Callable[..., Exporter]
 ) -> None:
-    e = exporters(fw_host.path, "--poll.interval=200ms", "--no-collector.containers")
+    e = exporters(fw_host.path, "--poll.interval=200ms", "--no-collector.docker")
     e.scraper.wait_for("a first good poll", lambda g: success(g).get("firewall") == 1)
     # /run/xtables.lock is global to the machine: hold it for seconds only.
     holder = subprocess.Popen(["flock", "--exclusive", "/run/xtables.lock", "sleep", "3"])
@@ -306,7 +306,7 @@ def test_hanging_iptables_tool_is_bounded_by_the_timeout(
     env = dict(os.environ, PATH=f"{fake_dir}:{os.environ['PATH']}")
     e = exporters(
         fw_host.path, f"--config.file={cfg}", "--poll.interval=200ms",
-        "--no-collector.containers", env=env,
+        "--no-collector.docker", env=env,
     )  # fmt: skip
     # While the tool hangs: every scrape answers, the firewall is reported failing, the
     # other collectors and the legacy backend are still served, polls keep coming.
@@ -473,19 +473,19 @@ def test_container_namespace_vanishing_mid_read(docker_lab: dockerlab.DockerLab)
         py.exec(f"victim['id'] = {victim!r}")
         py.exec("links.collect(); first = coll.collect()")
         assert py.eval("victim['killed']") == 1, "the reader ran for a live container"
-        names = set(py.eval("[c.name for c in first.containers]"))
+        names = set(py.eval("[c.name for c in first.workloads]"))
         # The victim may or may not be listed in this very poll; never with a stale namespace.
         assert "vanish-keep" in names
         assert py.eval(
-            "all(c.netns_id is None for c in first.containers if c.name == 'vanish-victim')"
+            "all(c.netns_id is None for c in first.workloads if c.name == 'vanish-victim')"
         )
 
         def victim_gone() -> bool:
             py.exec("links.collect(); data = coll.collect()")
-            return "vanish-victim" not in set(py.eval("[c.name for c in data.containers]"))
+            return "vanish-victim" not in set(py.eval("[c.name for c in data.workloads]"))
 
         dockerlab.poll_until("the victim to be dropped", victim_gone, timeout=30)
-        assert py.eval("[c.name for c in data.containers if c.netns_id is not None]") == [
+        assert py.eval("[c.name for c in data.workloads if c.netns_id is not None]") == [
             "vanish-keep"
         ]
         py.exec("coll.close(); links.close()")

@@ -23,13 +23,13 @@ from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.metrics.exposition import ExpositionWriter
 from exporter.metrics.render import render_poll
 from exporter.model import (
-    DockerData,
     FirewallData,
     Link,
     LinksData,
     LinkStats,
     Route,
     RoutesData,
+    SourceData,
     SysctlData,
 )
 from exporter.poller import CollectorStatus, PollResult
@@ -46,7 +46,7 @@ def load_links(path: Path) -> LinksData:
     return LinksData(links=links, stats=stats)
 
 
-def load_docker(folder: Path) -> DockerData:
+def load_docker(folder: Path) -> SourceData:
     networks = tuple(
         sorted(
             (parse_network(n) for n in json.loads((folder / "networks.json").read_text())),
@@ -62,7 +62,7 @@ def load_docker(folder: Path) -> DockerData:
             key=lambda c: c.name,
         )
     )
-    return DockerData(version="20.10.24", containers=containers, networks=networks)
+    return SourceData(version="20.10.24", workloads=containers, networks=networks)
 
 
 def load_firewall(folder: Path) -> FirewallData:

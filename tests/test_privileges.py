@@ -163,7 +163,7 @@ def fw_host() -> Iterator[lab.Netns]:
 
 
 def test_nobody_with_the_documented_privileges_reads_every_backend(fw_host: lab.Netns) -> None:
-    d = Daemon(fw_host, lab.as_user(CAPS, groups=[0]), "--no-collector.containers")
+    d = Daemon(fw_host, lab.as_user(CAPS, groups=[0]), "--no-collector.docker")
     try:
         got = d.scrape_when("a poll as nobody", success)
     finally:
@@ -212,7 +212,7 @@ FW_MATRIX: list[tuple[str, tuple[str, ...], list[int], dict[str, str]]] = [
 def test_what_degrades_without_each_privilege(
     fw_host: lab.Netns, label: str, caps: tuple[str, ...], groups: list[int], expect: dict[str, str]
 ) -> None:
-    rc, out = run_check(fw_host, lab.as_user(caps, groups), "--no-collector.containers")
+    rc, out = run_check(fw_host, lab.as_user(caps, groups), "--no-collector.docker")
     fails = failed(out)
     print(f"\n{label}: exit {rc}; failing: " + ("; ".join(
         f"{t}: {' | '.join(v)}" for t, v in fails.items()) or "nothing"))  # fmt: skip

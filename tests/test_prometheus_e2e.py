@@ -319,7 +319,7 @@ def site(dockerd_any: dockerlab.DockerLab) -> Iterator[Site]:
                 v29.path,
                 "exporter-v29",
                 *exporter,
-                "--no-collector.containers",
+                "--no-collector.docker",
                 f"--web.listen-address={V29_TARGET}",
             )
             spawn(

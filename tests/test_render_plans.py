@@ -1,7 +1,7 @@
 """Renderers that keep what the structure decides: same output as rendering from scratch.
 
 render_firewall and render_docker keep a plan per ``FirewallData.structure``
-(and DockerData), render_interfaces per topology tuple, the exposition writer
+(and SourceData), render_interfaces per topology tuple, the exposition writer
 per family. With the token set and only the counters moving, every render must
 equal a render of the same data without a token (planned afresh); a token
 that does not fit the data (a bug elsewhere) must not make it wrong either.
@@ -31,17 +31,17 @@ from exporter.model import (
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
     Chain,
-    Container,
-    ContainerEndpoint,
-    DockerData,
-    DockerNetwork,
+    Endpoint,
     FirewallData,
     Link,
     LinksData,
     LinkStats,
     MetricFamily,
+    Network,
     Rule,
+    SourceData,
     Table,
+    Workload,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,11 +117,11 @@ def _fresh(fw: FirewallData) -> FirewallData:
     return dataclasses.replace(fw, structure=0)
 
 
-def _docker(bridge_name: str = "appnet") -> DockerData:
-    return DockerData(
+def _docker(bridge_name: str = "appnet") -> SourceData:
+    return SourceData(
         version="27.5.1",
-        containers=(
-            Container(
+        workloads=(
+            Workload(
                 id="w" * 64,
                 name="web",
                 image="busybox",
@@ -129,12 +129,12 @@ def _docker(bridge_name: str = "appnet") -> DockerData:
                 compose_service="",
                 network_mode=bridge_name,
                 netns_id=None,
-                endpoints=(ContainerEndpoint(bridge_name, "", "172.18.0.2", "fd00:18::2", "", ""),),
+                endpoints=(Endpoint(bridge_name, "", "172.18.0.2", "fd00:18::2", "", ""),),
                 ports=(),
             ),
         ),
         networks=(
-            DockerNetwork(
+            Network(
                 bridge_name,
                 "40d652e0aac8" + "a" * 52,
                 "bridge",
@@ -143,7 +143,7 @@ def _docker(bridge_name: str = "appnet") -> DockerData:
                 (),
                 False,
             ),
-            DockerNetwork("bridge", "b" * 64, "bridge", "docker0", ("172.17.0.0/16",), (), False),
+            Network("bridge", "b" * 64, "bridge", "docker0", ("172.17.0.0/16",), (), False),
         ),
     )
 
@@ -182,7 +182,7 @@ def test_rules_without_counters_and_duplicates() -> None:
 def test_docker_plan_follows_docker_data() -> None:
     fw = _firewall("classic")
     first = render_docker(fw, _docker("appnet"))
-    renamed = render_docker(fw, _docker("frontend"))  # same token, other DockerData
+    renamed = render_docker(fw, _docker("frontend"))  # same token, other SourceData
     assert renamed == render_docker(_fresh(fw), _docker("frontend"))
     assert renamed != first
     assert render_docker(fw, None) == render_docker(_fresh(fw), None)

@@ -22,10 +22,10 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from exporter.collector import CollectorError
-from exporter.model import DockerData, MetricFamily
+from exporter.model import MetricFamily, SourceData
 from exporter.netlink.conntrack import (
     EVENTS,
     IPPROTO_TCP,
@@ -35,6 +35,12 @@ from exporter.netlink.conntrack import (
     TableInfo,
 )
 from exporter.netlink.netfilter import NetlinkError
+from exporter.workloads import WorkloadInterface, has_own_netns
+
+if TYPE_CHECKING:
+    from exporter.check import Finding
+    from exporter.config import Config
+    from exporter.poller import PollResult
 
 log = logging.getLogger(__name__)
 
@@ -219,20 +225,33 @@ class Owners:
     networks: Mapping[WorkloadKey, NetworkKey] = field(default_factory=dict)
 
 
-def owners_from_docker(docker: DockerData | None) -> Owners:
-    """Addresses of Docker's running containers (per endpoint) and its networks' gateways."""
-    if docker is None:
-        return Owners()
+def build_owners(
+    sources: Iterable[SourceData], interfaces: Iterable[WorkloadInterface] = ()
+) -> Owners:
+    """The addresses of the poll's workloads and of their networks' gateways.
+
+    A workload's series is (container, namespace, pod, network) as the workload
+    families label it; its network is the one the join found for its veth
+    (``interfaces``), else its endpoint's. Every endpoint address counts, IPv4
+    and IPv6, also of workloads whose veth is not mapped (yet). The manager of
+    a network is its runtime.
+    """
+    joined = {(wi.workload.id, wi.ip): wi.network for wi in interfaces if wi.ip and wi.network}
     workloads: list[tuple[str, WorkloadKey]] = []
     networks: dict[WorkloadKey, NetworkKey] = {}
-    for ctr in docker.containers:
-        for ep in ctr.endpoints:
-            key = (ctr.name, "", "", ep.network)
-            for addr in (ep.ip, ep.ipv6):
-                if addr:
-                    workloads.append((addr, key))
-                    networks[key] = ("docker", ep.network)
-    gateways = [(gw, ("docker", net.name)) for net in docker.networks for gw in net.gateways if gw]
+    gateways: list[tuple[str, NetworkKey]] = []
+    for src in sources:
+        for w in src.workloads:
+            if not has_own_netns(w):
+                continue
+            for ep in w.endpoints:
+                network = joined.get((w.id, ep.ip), ep.network)
+                key = (w.name, w.namespace, w.pod, network)
+                for addr in (ep.ip, ep.ipv6):
+                    if addr:
+                        workloads.append((addr, key))
+                        networks[key] = (src.runtime, network)
+        gateways += [(gw, (net.runtime, net.name)) for net in src.networks for gw in net.gateways]
     return Owners(owners(workloads), owners(gateways), networks)
 
 
@@ -324,3 +343,46 @@ def render_conntrack(data: ConntrackData, who: Owners) -> list[MetricFamily]:
         ),
     ]
     return fams
+
+
+# --------------------------------------------------------------------------
+# The registry's functions (see exporter.registry)
+# --------------------------------------------------------------------------
+
+
+def make_conntrack(cfg: Config) -> ConntrackCollector:
+    return ConntrackCollector(
+        float(cfg.setting("conntrack.interval")), int(cfg.setting("conntrack.max-entries"))
+    )
+
+
+def render_conntrack_data(data: ConntrackData, poll: PollResult, cfg: Config) -> list[MetricFamily]:
+    view = poll.view
+    who = build_owners(view.sources, view.interfaces) if view is not None else Owners()
+    return render_conntrack(data, who)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def describe_conntrack(data: ConntrackData, poll: PollResult, cfg: Config) -> list[Finding]:
+    """``check``: whether the table is readable, how full, and what the last dump cost."""
+    from exporter.check import FAIL, OK, WARN, Finding  # noqa: PLC0415 - check imports the registry
+
+    table = data.table
+    limit = f" of {table.limit} ({100 * table.entries / table.limit:.0f}%)" if table.limit else ""
+    out = [Finding(OK, "conntrack", f"readable: {_entries(table.entries)}{limit}")]
+    dump = data.dump
+    if dump is not None:
+        cut = dump.result.truncated
+        out.append(
+            Finding(
+                WARN if cut else OK,
+                "conntrack",
+                f"last dump: {_entries(dump.result.entries)} read in {dump.duration:.3f}s"
+                + (" (stopped at conntrack.max-entries)" if cut else ""),
+            )
+        )
+    out.extend(Finding(FAIL, "conntrack", err) for err in data.errors)
+    return out

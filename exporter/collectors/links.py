@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
+from exporter.config import Config
 from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
 from exporter.netlink import route as rtnetlink
 
@@ -273,3 +274,24 @@ def render_routes(data: RoutesData) -> list[MetricFamily]:
             samples=tuple(((r.destination, r.interface, r.gateway), 1) for r in data.routes),
         )
     ]
+
+
+# --------------------------------------------------------------------------
+# Registry rows (see exporter.registry)
+# --------------------------------------------------------------------------
+
+
+def make_links(cfg: Config) -> LinksCollector:
+    return LinksCollector()
+
+
+def make_routes(cfg: Config) -> RoutesCollector:
+    return RoutesCollector()
+
+
+def render_links(data: LinksData, poll: object, cfg: Config) -> list[MetricFamily]:
+    return render_interfaces(data, include_loopback=cfg.links.include_loopback)
+
+
+def render_routes_data(data: RoutesData, poll: object, cfg: Config) -> list[MetricFamily]:
+    return render_routes(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.collector import CollectorError
+from exporter.config import Config
 from exporter.model import MetricFamily, SysctlData
 
 FORWARDING = {
@@ -86,3 +87,12 @@ def render_sysctl(data: SysctlData) -> list[MetricFamily]:
             tuple(((f,), int(v)) for f, v in sorted(data.bridge_nf_call.items())),
         ),
     ]
+
+
+def make_sysctl(cfg: Config) -> SysctlCollector:
+    """The registry's factory (see exporter.registry)."""
+    return SysctlCollector()
+
+
+def render_sysctl_data(data: SysctlData, poll: object, cfg: Config) -> list[MetricFamily]:
+    return render_sysctl(data)

@@ -34,7 +34,7 @@ from fnmatch import fnmatchcase
 from typing import cast
 
 from exporter.collector import CollectorError
-from exporter.config import FirewallConfig
+from exporter.config import Config, FirewallConfig
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import NftTable, parse_nft_text
 from exporter.model import (
@@ -979,3 +979,12 @@ def _legacy_mismatch(parsed: list[Table], raw: dict[str, XtTable]) -> str:
             if xc.builtin and xc.policy != c.policy:
                 return f"{name}/{c.name}: policy {c.policy} in text, {xc.policy} in the kernel"
     return ""
+
+
+def make_firewall(cfg: Config) -> FirewallCollector:
+    """The registry's factory (see exporter.registry)."""
+    return FirewallCollector(cfg.firewall)
+
+
+def render_firewall_rules(data: FirewallData, poll: object, cfg: Config) -> list[MetricFamily]:
+    return render_firewall(data)

@@ -1,1 +1,23 @@
-"""meaning."""
+"""What each firewall manager's rules mean (pure; see :mod:`exporter.meaning.base`).
+
+:data:`MANAGERS` is the one list of managers: adding one is a module with a
+:class:`~exporter.meaning.base.Manager` and a row here.
+"""
+
+from __future__ import annotations
+
+from exporter.meaning.base import Manager, Meaning, Topology
+from exporter.meaning.docker import DockerManager
+from exporter.model import FirewallData
+
+MANAGERS: tuple[Manager, ...] = (DockerManager(),)
+
+
+def interpret_all(fw: FirewallData, topo: Topology) -> tuple[Meaning, ...]:
+    """Every manager's meaning of ``fw`` (those with rules here), in MANAGERS order."""
+    out = []
+    for manager in MANAGERS:
+        meaning = manager.interpret(fw, topo)
+        if meaning is not None:
+            out.append(meaning)
+    return tuple(out)

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import platform
-from typing import TypeVar
 
 from prometheus_client import ProcessCollector
 
 from exporter import __version__
-from exporter.collectors.conntrack import ConntrackData, owners_from_docker, render_conntrack
-from exporter.collectors.links import render_interfaces, render_routes
-from exporter.collectors.sysctl import render_sysctl
 from exporter.config import Config
-from exporter.firewall.collector import render_firewall
-from exporter.meaning.docker import render_docker
-from exporter.model import (
-    DockerData,
-    FirewallData,
-    LinksData,
-    MetricFamily,
-    RoutesData,
-    SysctlData,
-)
+from exporter.metrics.meaning import render_meanings
+from exporter.metrics.workloads import render_workloads
+from exporter.model import MetricFamily
 from exporter.poller import PollResult
-from exporter.sources.docker import render_containers
-
-T = TypeVar("T")
-
-
-def _get(poll: PollResult, name: str, kind: type[T]) -> T | None:
-    value = poll.data.get(name)
-    return value if isinstance(value, kind) else None
-
+from exporter.registry import COLLECTORS, resolve
 
 _PROCESS = ProcessCollector(registry=None)
 
@@ -56,7 +37,7 @@ def render_process() -> list[MetricFamily]:
 
 
 def render_meta(poll: PollResult, exported: set[str]) -> list[MetricFamily]:
-    status = [s for s in poll.status if s.name in exported]
+    status = [s for s in poll.status if s.name in exported and not s.absent]
     return [
         MetricFamily(
             "netpath_build_info",
@@ -97,25 +78,23 @@ def render_meta(poll: PollResult, exported: set[str]) -> list[MetricFamily]:
 
 
 def render_poll(poll: PollResult, cfg: Config) -> list[MetricFamily]:
-    exported = {name for name in cfg.collectors if cfg.enabled(name)}
+    """Every family of one poll: meta, process, each collector's own, then the view's.
+
+    The view's families are the workloads of every source (through the one join)
+    and every firewall manager's meaning of the rules.
+    """
+    exported = {spec.name for spec in COLLECTORS if cfg.enabled(spec.name)}
     families = render_meta(poll, exported) + render_process()
-    links = _get(poll, "links", LinksData)
-    docker = _get(poll, "containers", DockerData) if "containers" in exported else None
-    if links is not None and "links" in exported:
-        families += render_interfaces(links, include_loopback=cfg.links.include_loopback)
-    if docker is not None:
-        families += render_containers(docker, links)
-    firewall = _get(poll, "firewall", FirewallData) if "firewall" in exported else None
-    if firewall is not None:
-        families += render_firewall(firewall)
-        families += render_docker(firewall, docker, links)
-    sysctl = _get(poll, "sysctl", SysctlData) if "sysctl" in exported else None
-    if sysctl is not None:
-        families += render_sysctl(sysctl)
-    routes = _get(poll, "routes", RoutesData) if "routes" in exported else None
-    if routes is not None:
-        families += render_routes(routes)
-    conntrack = _get(poll, "conntrack", ConntrackData) if "conntrack" in exported else None
-    if conntrack is not None:
-        families += render_conntrack(conntrack, owners_from_docker(docker))
+    for spec in COLLECTORS:
+        if spec.render and spec.name in exported:
+            data = poll.data.get(spec.name)
+            if data is not None:
+                families += resolve(spec.render)(data, poll, cfg)
+    view = poll.view
+    if view is None:
+        return families
+    if view.sources:  # sources run only when enabled: every one is exported
+        families += render_workloads(view.sources, view.interfaces)
+    if view.firewall is not None and "firewall" in exported:
+        families += render_meanings(view.firewall, view.meanings)
     return families

@@ -8,7 +8,7 @@ turn them into metric families. Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # --------------------------------------------------------------------------
 # Metric families: what renderers produce and the exposition writer prints.
@@ -156,56 +156,36 @@ class RoutesData:
 
 
 # --------------------------------------------------------------------------
-# Docker
+# Workloads (runtime-neutral; see exporter.model.workloads)
 # --------------------------------------------------------------------------
 
+from exporter.model.workloads import (  # noqa: E402 - after the types above, by topic
+    Endpoint,
+    Network,
+    PortBinding,
+    SourceData,
+    Workload,
+)
 
-@dataclass(frozen=True, slots=True)
-class DockerNetwork:
-    name: str
-    id: str  # full id
-    driver: str
-    bridge: str  # host bridge interface name ("" if not a bridge network)
-    subnets: tuple[str, ...]  # IPv4 first, then IPv6
-    gateways: tuple[str, ...]
-    internal: bool
-    enable_ipv6: bool = False
-    options: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PortBinding:
-    protocol: str  # "tcp" | "udp" | "sctp"
-    container_port: int
-    host_ip: str  # "" or "0.0.0.0" for all
-    host_port: int
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerEndpoint:
-    network: str  # network name
-    network_id: str
-    ip: str  # IPv4 address, "" if none
-    ipv6: str
-    mac: str
-    gateway: str
-
-
-@dataclass(frozen=True, slots=True)
-class Container:
-    id: str  # full id
-    name: str  # without the leading "/"
-    image: str
-    compose_project: str
-    compose_service: str
-    network_mode: str  # "bridge", "host", "none", "container:<id>", a network name
-    netns_id: int | None  # nsid of its network namespace as seen from the host; None if unknown
-    endpoints: tuple[ContainerEndpoint, ...]
-    ports: tuple[PortBinding, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DockerData:
-    version: str
-    containers: tuple[Container, ...]  # running only, sorted by name
-    networks: tuple[DockerNetwork, ...]  # sorted by name
+__all__ = [
+    "BACKEND_IPTABLES_LEGACY",
+    "BACKEND_IPTABLES_NFT",
+    "BACKEND_NFTABLES",
+    "Chain",
+    "Endpoint",
+    "FirewallData",
+    "LabelValues",
+    "Link",
+    "LinkStats",
+    "LinksData",
+    "MetricFamily",
+    "Network",
+    "PortBinding",
+    "Route",
+    "RoutesData",
+    "Rule",
+    "SourceData",
+    "SysctlData",
+    "Table",
+    "Workload",
+]

@@ -35,38 +35,35 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import re
 import socket
 import struct
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from exporter.config import Config, parse_duration
-from exporter.meaning.docker import (
-    _choose,
-    parse_iptables_rule,
-    parse_nft_rule,
-    render_docker,
-)
+from exporter.meaning.base import DROPPED, FAMILY_LABELS, FORWARDED, MASQUERADE, PUBLISHED, Meaning
+from exporter.meaning.ruletext import parse_iptables_rule, parse_nft_rule
 from exporter.model import (
     BACKEND_NFTABLES,
     Chain,
-    Container,
-    DockerData,
-    DockerNetwork,
     FirewallData,
     Link,
     LinksData,
     LinkStats,
+    Network,
     Route,
     RoutesData,
     Rule,
     Table,
+    Workload,
 )
-from exporter.sources.docker import build_container_interfaces, has_own_netns
+from exporter.view import HostView
+from exporter.workloads import WorkloadInterface, has_own_netns
 
 # --------------------------------------------------------------------------
 # The path (plain data)
@@ -199,7 +196,7 @@ class UplinkRoute:
 
 @dataclass(frozen=True, slots=True)
 class ContainerPath:
-    container: Container
+    container: Workload
     legs: tuple[Leg, ...]
     default_routes: tuple[UplinkRoute, ...]
     layout: str  # Docker's firewall layout ("unknown" if none)
@@ -226,7 +223,7 @@ class ExplainError(Exception):
 # --------------------------------------------------------------------------
 
 
-def find_container(containers: Iterable[Container], query: str) -> Container:
+def find_container(containers: Iterable[Workload], query: str) -> Workload:
     """The running container named ``query`` (a leading "/" allowed) or whose id starts with it.
 
     Raises :class:`LookupError` when none matches and :class:`ExplainError` when
@@ -269,7 +266,7 @@ def describe_missing(query: str, listed: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def describe_no_network(container: Container) -> str:
+def describe_no_network(container: Workload) -> str:
     """Why a running container has no path of its own."""
     mode = container.network_mode
     if mode == "host":
@@ -410,45 +407,30 @@ class _Meaning:
         return f"forwarded {lb['direction']}"
 
 
-_MEANING_FAMILIES = {
-    "netpath_docker_dropped_packets_total": "drop",
-    "netpath_docker_published_port_connections_total": "published",
-    "netpath_docker_masquerade_connections_total": "masquerade",
-    "netpath_docker_forwarded_packets_total": "forwarded",
-}
+# The families a rule's meaning is shown for, in the order they are listed.
+_MEANING_KINDS = (
+    (DROPPED, "drop"),
+    (PUBLISHED, "published"),
+    (MASQUERADE, "masquerade"),
+    (FORWARDED, "forwarded"),
+)
 
 
 def build_rule_meanings(
-    fw: FirewallData, docker: DockerData | None
+    fw: FirewallData, meanings: Sequence[Meaning]
 ) -> dict[_RuleRef, tuple[_Meaning, ...]]:
-    """Which ``netpath_docker_*`` series each rule counts towards (see module doc)."""
-    refs: list[_RuleRef] = []
-    tables = []
-    for ti, table in enumerate(fw.tables):
-        chains = []
-        for chain in table.chains:
-            rules = []
-            for ri, rule in enumerate(chain.rules):
-                if rule.packets is None or rule.bytes is None:
-                    rules.append(rule)
-                    continue
-                rules.append(Rule(rule.text, 1 << len(refs), 0))
-                refs.append((ti, chain.name, ri))
-            chains.append(replace(chain, rules=tuple(rules)))
-        tables.append(replace(table, chains=tuple(chains)))
-    marked = replace(fw, tables=tuple(tables))
+    """Which derived series each rule counts towards: the managers' own word (see module doc)."""
     found: dict[_RuleRef, list[_Meaning]] = {}
-    for family in render_docker(marked, docker):
-        kind = _MEANING_FAMILIES.get(family.name)
-        if kind is None:
-            continue
-        for values, value in family.samples:
-            bits = int(value)
-            meaning = _Meaning(kind, dict(zip(family.labels, values, strict=True)))
-            while bits:
-                low = bits & -bits
-                found.setdefault(refs[low.bit_length() - 1], []).append(meaning)
-                bits ^= low
+    for family, kind in _MEANING_KINDS:
+        names = FAMILY_LABELS[family]
+        for meaning in meanings:
+            for series in meaning.series:
+                if series.family != family:
+                    continue
+                m = _Meaning(kind, dict(zip(names, series.labels, strict=True)))
+                for ref in series.rules:
+                    chain = fw.tables[ref.table].chains[ref.chain].name
+                    found.setdefault((ref.table, chain, ref.rule), []).append(m)
     return {ref: tuple(ms) for ref, ms in found.items()}
 
 
@@ -572,7 +554,7 @@ _FAMILY_RANK = {"ipv4": 0, "ip": 0, "ipv6": 1, "ip6": 1}
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    docker: DockerData
+    networks: tuple[Network, ...]
     links: LinksData
     firewall: FirewallData | None
     routes: RoutesData | None
@@ -714,30 +696,28 @@ def _walk_chains(ctx: _Context, m: _NetMatch) -> tuple[ChainView, ...]:
 
 
 def _context(
-    docker: DockerData,
+    view: HostView,
     links: LinksData,
-    firewall: FirewallData | None,
-    routes: RoutesData | None,
     *,
     before: Baseline | None,
     ifnames: Mapping[tuple[int, int], str],
 ) -> _Context:
+    firewall = view.firewall
     layout, backend = "unknown", ""
     chosen: tuple[tuple[int, Table], ...] = ()
     meanings: Mapping[_RuleRef, tuple[_Meaning, ...]] = {}
     if firewall is not None:
-        cand = _choose(firewall)
-        if cand is not None:
-            layout, backend = cand.layout, cand.backend
-            ids = {id(t) for t in cand.tables}
-            chosen = tuple((i, t) for i, t in enumerate(firewall.tables) if id(t) in ids)
-        meanings = build_rule_meanings(firewall, docker)
+        docker = next((m for m in view.meanings if m.manager == "docker"), None)
+        if docker is not None:
+            layout, backend = docker.layout, docker.backend
+            chosen = tuple((i, firewall.tables[i]) for i in docker.tables)
+        meanings = build_rule_meanings(firewall, view.meanings)
     counters, policies = _rule_counters(before.firewall if before is not None else None)
     return _Context(
-        docker,
+        tuple(net for src in view.sources for net in src.networks),
         links,
         firewall,
-        routes,
+        view.routes,
         before,
         layout,
         backend,
@@ -749,7 +729,7 @@ def _context(
     )
 
 
-def _prefixed(ip: str, net: DockerNetwork | None) -> str:
+def _prefixed(ip: str, net: Network | None) -> str:
     if not ip or "/" in ip or net is None:
         return ip
     try:
@@ -766,17 +746,17 @@ def _prefixed(ip: str, net: DockerNetwork | None) -> str:
     return ip
 
 
-def _network_of(ctx: _Context, name: str, network_id: str) -> DockerNetwork | None:
-    for net in ctx.docker.networks:
+def _network_of(ctx: _Context, name: str, network_id: str) -> Network | None:
+    for net in ctx.networks:
         if (network_id and net.id == network_id) or (not network_id and net.name == name):
             return net
-    for net in ctx.docker.networks:
+    for net in ctx.networks:
         if net.name == name:
             return net
     return None
 
 
-def _leg(ctx: _Context, ctr: Container, ci: Any) -> Leg:
+def _leg(ctx: _Context, ctr: Workload, ci: Any) -> Leg:
     links = ctx.links
     prev = ctx.before.links if ctx.before is not None else None
     seconds = ctx.before.seconds if ctx.before is not None else 0.0
@@ -837,7 +817,7 @@ def _leg(ctx: _Context, ctr: Container, ci: Any) -> Leg:
 
 
 def _docker_views(
-    ctx: _Context, ctr: Container, bridge: str, net: DockerNetwork | None
+    ctx: _Context, ctr: Workload, bridge: str, net: Network | None
 ) -> tuple[tuple[PortView, ...], tuple[MasqueradeView, ...], tuple[DropView, ...]]:
     """Published ports, masquerade and drops of one leg, from the rules' Docker meanings.
 
@@ -905,8 +885,8 @@ def _default_routes(ctx: _Context) -> tuple[UplinkRoute, ...]:
     return tuple(out)
 
 
-def _path(ctx: _Context, ctr: Container, interfaces: Sequence[Any]) -> ContainerPath:
-    legs = tuple(_leg(ctx, ctr, ci) for ci in interfaces if ci.container.id == ctr.id)
+def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface]) -> ContainerPath:
+    legs = tuple(_leg(ctx, ctr, wi) for wi in interfaces if wi.workload.id == ctr.id)
     return ContainerPath(
         container=ctr,
         legs=legs,
@@ -919,38 +899,34 @@ def _path(ctx: _Context, ctr: Container, interfaces: Sequence[Any]) -> Container
 
 
 def build_path(
-    container: Container,
-    docker: DockerData,
-    links: LinksData,
-    firewall: FirewallData | None,
-    routes: RoutesData | None,
+    container: Workload,
+    view: HostView,
     *,
     before: Baseline | None = None,
     ifnames: Mapping[tuple[int, int], str] | None = None,
 ) -> ContainerPath:
-    """The path of one container's traffic; no legs if no host veth of it is found.
+    """The path of one workload's traffic; no legs if no host veth of it is found.
 
     ``ifnames`` names container-side interfaces by (netns id, ifindex).
     """
-    ctx = _context(docker, links, firewall, routes, before=before, ifnames=ifnames or {})
-    return _path(ctx, container, build_container_interfaces(docker, links))
+    if view.links is None:
+        return _path(_context(view, _NO_LINKS, before=before, ifnames={}), container, ())
+    ctx = _context(view, view.links, before=before, ifnames=ifnames or {})
+    return _path(ctx, container, view.interfaces)
 
 
-def build_paths(
-    docker: DockerData,
-    links: LinksData,
-    firewall: FirewallData | None,
-    routes: RoutesData | None,
-    *,
-    before: Baseline | None = None,
-) -> tuple[ContainerPath, ...]:
-    """The path of every running container that has a host veth, by container name."""
-    ctx = _context(docker, links, firewall, routes, before=before, ifnames={})
-    interfaces = build_container_interfaces(docker, links)
-    owners = {ci.container.id: ci.container for ci in interfaces}
+def build_paths(view: HostView, *, before: Baseline | None = None) -> tuple[ContainerPath, ...]:
+    """The path of every running workload that has a host veth, by name."""
+    if view.links is None:
+        return ()
+    ctx = _context(view, view.links, before=before, ifnames={})
+    owners = {wi.workload.id: wi.workload for wi in view.interfaces}
     return tuple(
-        _path(ctx, ctr, interfaces) for ctr in sorted(owners.values(), key=lambda c: c.name)
+        _path(ctx, w, view.interfaces) for w in sorted(owners.values(), key=lambda w: w.name)
     )
+
+
+_NO_LINKS = LinksData((), {})
 
 
 # --------------------------------------------------------------------------
@@ -1195,22 +1171,6 @@ def read_container_ifnames(netnsid: int, timeout: float = 2.0) -> dict[int, str]
     return names
 
 
-def _read_all_containers(host: str, timeout: float) -> list[Mapping[str, Any]]:
-    import docker  # noqa: PLC0415
-
-    client = docker.DockerClient(base_url=host, timeout=timeout)
-    try:
-        return list(client.api.containers(all=True))
-    finally:
-        client.close()
-
-
-def _sample(cfg: Config, links_c: Any, fw_c: Any) -> tuple[LinksData, FirewallData | None]:
-    links = links_c.collect()
-    fw = fw_c.collect() if fw_c is not None else None
-    return links, fw
-
-
 def run_explain(
     cfg: Config,
     query: str,
@@ -1220,11 +1180,13 @@ def run_explain(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Explain one container of the local host; 0 when done, 1 when it cannot be explained."""
-    from exporter.collector import CollectorError  # noqa: PLC0415
-    from exporter.collectors.links import LinksCollector, read_routes  # noqa: PLC0415
-    from exporter.firewall.collector import FirewallCollector  # noqa: PLC0415
-    from exporter.sources.docker import ContainersCollector  # noqa: PLC0415
+    """Explain one workload of the local host; 0 when done, 1 when it cannot be explained.
+
+    Polls through the daemon's own pipeline (:func:`exporter.pipeline.make_poller`):
+    twice, ``interval`` apart, for the rates.
+    """
+    from exporter.pipeline import make_poller  # noqa: PLC0415 - only for `explain`
+    from exporter.registry import BY_NAME  # noqa: PLC0415
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -1233,43 +1195,41 @@ def run_explain(
         print(f"netpath-exporter explain: {message}", file=err)
         return 1
 
-    dc = ContainersCollector(cfg.docker)
-    try:
-        docker = dc.collect()
-    except CollectorError as exc:
-        return fail(str(exc))
-    finally:
-        dc.close()
-    try:
-        ctr = find_container(docker.containers, query)
-    except ExplainError as exc:
-        return fail(str(exc))
-    except LookupError:
-        try:
-            listed = _read_all_containers(cfg.docker.resolved_host(), cfg.docker.timeout)
-        except Exception as exc:  # Docker went away meanwhile: say what we know
-            return fail(f"no running container {query!r} ({exc})")
-        return fail(describe_missing(query, listed))
-    if not has_own_netns(ctr):
-        return fail(describe_no_network(ctr))
-
-    links_c = LinksCollector()
-    fw_c = FirewallCollector(cfg.firewall)
+    poller = make_poller(cfg, render=False)
+    quiet = logging.getLogger("netpath.poller")
+    was_disabled, quiet.disabled = quiet.disabled, True
     try:
         t0 = time.monotonic()
-        links0, fw0 = _sample(cfg, links_c, fw_c)
+        first = poller.poll_once().poll
+        view = first.view
+        assert view is not None
+        workloads = [w for src in view.sources for w in src.workloads]
+        failed = [
+            s for s in first.status if not s.success and not s.absent and BY_NAME[s.name].source
+        ]
+        try:
+            ctr = find_container(workloads, query)
+        except ExplainError as exc:
+            return fail(str(exc))
+        except LookupError:
+            if not view.sources and failed:
+                return fail("; ".join(s.error for s in failed))
+            return fail(_describe_missing_workload(cfg, query, failed))
+        if not has_own_netns(ctr):
+            return fail(describe_no_network(ctr))
         before = None
+        poll = first
         if interval > 0:
             time.sleep(max(0.0, t0 + interval - time.monotonic()))
-            t1 = time.monotonic()
-            links, fw = _sample(cfg, links_c, fw_c)
-            before = Baseline(links0, fw0, t1 - t0)
-        else:
-            links, fw = links0, fw0
-        routes = read_routes()
+            poll = poller.poll_once().poll
+            seconds = poll.timestamp - first.timestamp
+            if first.view is not None and first.view.links is not None:
+                before = Baseline(first.view.links, first.view.firewall, seconds)
     finally:
-        links_c.close()
-        fw_c.close()
+        poller.stop()
+        quiet.disabled = was_disabled
+    view = poll.view
+    assert view is not None
     ifnames: dict[tuple[int, int], str] = {}
     if ctr.netns_id is not None:
         try:
@@ -1277,15 +1237,29 @@ def run_explain(
                 ifnames[(ctr.netns_id, index)] = name
         except (OSError, ValueError):
             pass  # the names are a nicety: the ifindexes are shown anyway
-    path = build_path(ctr, docker, links, fw, routes, before=before, ifnames=ifnames)
+    path = build_path(ctr, view, before=before, ifnames=ifnames)
     if not path.legs:
         return fail(
             f"found no host veth of container {ctr.name}: run explain in the network "
-            "namespace of the Docker host (rootless Docker keeps its veths in its own namespace)"
+            "namespace of the container host (rootless runtimes keep their veths in their "
+            "own namespace)"
         )
     out.write(format_path_json(path) if as_json else format_path_text(path))
     out.flush()
     return 0
+
+
+def _describe_missing_workload(cfg: Config, query: str, failed: Sequence[Any]) -> str:
+    """Why ``query`` names no running workload: Docker's stopped containers say most."""
+    if cfg.enabled("docker") and not any(s.name == "docker" for s in failed):
+        from exporter.sources.docker import list_all_containers  # noqa: PLC0415
+
+        try:
+            listed = list_all_containers(cfg.docker.resolved_host(), cfg.docker.timeout)
+        except Exception as exc:  # Docker went away meanwhile: say what we know
+            return f"no running container {query!r} ({exc})"
+        return describe_missing(query, listed)
+    return describe_missing(query, [])
 
 
 def parse_interval(value: str) -> float:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-from exporter.model import DockerData, FirewallData, LinksData, RoutesData
 from exporter.paths.explain import (
     Baseline,
     ChainView,
@@ -264,53 +263,42 @@ def render_path_page(
 
 
 def build_page_paths(poll: PollResult, previous: PollResult | None) -> tuple[ContainerPath, ...]:
-    """The paths of one poll's data, with rates against ``previous`` (pure)."""
-    docker = poll.data.get("containers")
-    links = poll.data.get("links")
-    if not isinstance(docker, DockerData) or not isinstance(links, LinksData):
+    """The paths of one poll's view, with rates against ``previous`` (pure)."""
+    view = poll.view
+    if view is None or view.links is None:
         return ()
-    fw = poll.data.get("firewall")
-    routes = poll.data.get("routes")
     before = None
-    if previous is not None and previous.timestamp < poll.timestamp:
-        prev_links = previous.data.get("links")
-        prev_fw = previous.data.get("firewall")
+    if previous is not None and previous.view is not None and previous.timestamp < poll.timestamp:
         before = Baseline(
-            prev_links if isinstance(prev_links, LinksData) else None,
-            prev_fw if isinstance(prev_fw, FirewallData) else None,
-            poll.timestamp - previous.timestamp,
+            previous.view.links, previous.view.firewall, poll.timestamp - previous.timestamp
         )
-    return build_paths(
-        docker,
-        links,
-        fw if isinstance(fw, FirewallData) else None,
-        routes if isinstance(routes, RoutesData) else None,
-        before=before,
-    )
+    return build_paths(view, before=before)
 
 
 class PathView:
-    """Serves the path page; remembers the snapshot before the latest for the rates."""
+    """Serves the path page, rendered once per snapshot, with the rates between the poller's
+    last two polls (:attr:`exporter.poller.Poller.snapshots`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: Snapshot | None = None
-        self._previous: Snapshot | None = None
         self._page: tuple[Snapshot, bytes] | None = None
 
-    def page(self, snap: Snapshot | None, metrics_path: str = "/metrics") -> bytes:
-        """The page for ``snap`` (rendered once per snapshot)."""
+    def page(
+        self,
+        snaps: tuple[Snapshot | None, Snapshot | None],
+        metrics_path: str = "/metrics",
+    ) -> bytes:
+        """The page for the latest of ``snaps`` = (previous, latest)."""
+        previous, snap = snaps
         with self._lock:
             if snap is None:
                 return render_path_page((), metrics_path=metrics_path)
-            if snap is not self._current:
-                self._previous, self._current = self._current, snap
             if self._page is not None and self._page[0] is snap:
                 return self._page[1]
-            previous = self._previous.poll if self._previous is not None else None
-            note = "" if "containers" in snap.poll.data else "Docker is not reachable"
+            sources = snap.poll.view.sources if snap.poll.view is not None else ()
+            note = "" if sources else "no container runtime is reachable"
             body = render_path_page(
-                build_page_paths(snap.poll, previous),
+                build_page_paths(snap.poll, previous.poll if previous is not None else None),
                 metrics_path=metrics_path,
                 poll_time=snap.poll.timestamp,
                 note=note,

@@ -26,22 +26,20 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from exporter.collector import CollectorError
 from exporter.collectors.links import read_netnsid
-from exporter.config import DockerConfig
+from exporter.config import Config, DockerConfig
 from exporter.model import (
-    Container,
-    ContainerEndpoint,
-    DockerData,
-    DockerNetwork,
-    LinksData,
-    LinkStats,
-    MetricFamily,
+    Endpoint,
+    Network,
     PortBinding,
+    SourceData,
+    Workload,
 )
+from exporter.workloads import has_own_netns
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +98,8 @@ def _ip_version(cidr: str) -> int:
         return 9
 
 
-def parse_network(raw: Mapping[str, Any]) -> DockerNetwork:
-    """One item of ``GET /networks`` (or a network inspect) -> DockerNetwork."""
+def parse_network(raw: Mapping[str, Any]) -> Network:
+    """One item of ``GET /networks`` (or a network inspect) -> Network."""
     name = str(raw.get("Name") or "")
     net_id = str(raw.get("Id") or raw.get("ID") or "")
     driver = str(raw.get("Driver") or "")
@@ -116,7 +114,7 @@ def parse_network(raw: Mapping[str, Any]) -> DockerNetwork:
         ),
         key=lambda pool: _ip_version(pool[0]),
     )
-    return DockerNetwork(
+    return Network(
         name=name,
         id=net_id,
         driver=driver,
@@ -152,8 +150,8 @@ def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
     return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port)))
 
 
-def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Container:
-    """``GET /containers/ID/json`` -> Container (compose labels only, nothing else)."""
+def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Workload:
+    """``GET /containers/ID/json`` -> Workload (compose labels only, nothing else)."""
     config = _obj(raw.get("Config"), "container Config")
     labels = _obj(config.get("Labels"), "Config.Labels")
     settings = _obj(raw.get("NetworkSettings"), "container NetworkSettings")
@@ -161,7 +159,7 @@ def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Cont
     if mode in ("", "default"):
         mode = "bridge"
     endpoints = tuple(
-        ContainerEndpoint(
+        Endpoint(
             network=str(name),
             network_id=str(ep.get("NetworkID") or ""),
             ip=str(ep.get("IPAddress") or ""),
@@ -176,7 +174,7 @@ def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Cont
         )
         if name not in NO_VETH_NETWORKS
     )
-    return Container(
+    return Workload(
         id=str(raw.get("Id") or ""),
         name=str(raw.get("Name") or "").lstrip("/"),
         image=str(config.get("Image") or raw.get("Image") or ""),
@@ -205,15 +203,6 @@ def netns_paths(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def has_own_netns(container: Container) -> bool:
-    """True if the container has veths of its own (not host, none or another's namespace)."""
-    if container.network_mode in NO_VETH_NETWORKS or container.network_mode.startswith(
-        "container:"
-    ):
-        return False
-    return bool(container.endpoints)
-
-
 def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
     """A Docker event -> (container id, what to do) or ("", "networks"), or None.
 
@@ -235,181 +224,6 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
             cid = str((actor.get("Attributes") or {}).get("container") or "")
             return (cid, _ENDPOINTS) if cid else None
     return None
-
-
-# --------------------------------------------------------------------------
-# The join (pure)
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerInterface:
-    """One host veth of a container, with the network its bridge belongs to."""
-
-    container: Container
-    interface: str  # host-side veth name
-    ifindex: int
-    bridge: str  # master bridge name, "" if none
-    network: str  # Docker network name, "" if the bridge is no known network
-    network_id: str
-    ip: str  # the container's address on that network ("" if unknown)
-    mac: str  # the container's MAC on that network
-    stats: LinkStats | None  # host perspective (as the veth counts)
-
-
-def build_container_interfaces(
-    docker: DockerData, links: LinksData
-) -> tuple[ContainerInterface, ...]:
-    """Every host veth whose peer lives in a running container's network namespace."""
-    by_nsid: dict[int, Container] = {}
-    for ctr in docker.containers:
-        if ctr.netns_id is not None and has_own_netns(ctr):
-            by_nsid.setdefault(ctr.netns_id, ctr)
-    if not by_nsid:
-        return ()
-    names = {link.index: link.name for link in links.links}
-    by_bridge = {net.bridge: net for net in docker.networks if net.bridge}
-    out: list[ContainerInterface] = []
-    for link in links.links:
-        if link.kind != "veth" or link.peer_netnsid is None:
-            continue
-        owner = by_nsid.get(link.peer_netnsid)
-        if owner is None:
-            continue
-        bridge = names.get(link.master, "") if link.master is not None else ""
-        net = by_bridge.get(bridge)
-        endpoint = _endpoint(owner, net)
-        out.append(
-            ContainerInterface(
-                container=owner,
-                interface=link.name,
-                ifindex=link.index,
-                bridge=bridge,
-                network=net.name if net else (endpoint.network if endpoint else ""),
-                network_id=net.id if net else (endpoint.network_id if endpoint else ""),
-                ip=endpoint.ip if endpoint else "",
-                mac=endpoint.mac if endpoint else "",
-                stats=links.stats.get(link.index),
-            )
-        )
-    out.sort(key=lambda ci: (ci.container.name, ci.network, ci.interface))
-    return tuple(out)
-
-
-def _endpoint(ctr: Container, net: DockerNetwork | None) -> ContainerEndpoint | None:
-    if net is not None:
-        for ep in ctr.endpoints:
-            if ep.network_id == net.id or (not ep.network_id and ep.network == net.name):
-                return ep
-        return None
-    # A veth on no known network: only unambiguous if the container has one endpoint.
-    return ctr.endpoints[0] if len(ctr.endpoints) == 1 else None
-
-
-# --------------------------------------------------------------------------
-# Rendering (pure)
-# --------------------------------------------------------------------------
-
-# Container perspective: what the container receives is what its host veth transmits.
-_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("receive_bytes", "tx_bytes", "Bytes the container received on this network."),
-    ("receive_packets", "tx_packets", "Packets the container received on this network."),
-    ("receive_errors", "tx_errors", "Errors on the host veth transmitting to the container."),
-    ("receive_dropped", "tx_dropped", "Packets dropped on their way into the container."),
-    ("transmit_bytes", "rx_bytes", "Bytes the container transmitted on this network."),
-    ("transmit_packets", "rx_packets", "Packets the container transmitted on this network."),
-    ("transmit_errors", "rx_errors", "Errors on the host veth receiving from the container."),
-    ("transmit_dropped", "rx_dropped", "Packets from the container dropped by its host veth."),
-)
-
-
-def render_containers(docker: DockerData, links: LinksData | None) -> list[MetricFamily]:
-    """``netpath_container_*`` and ``netpath_network_info``; counters need ``links``.
-
-    Containers on ``host``/``none`` (or without a veth found) get ``_info`` only.
-    A network's ``subnet``/``gateway`` are its first pool's (IPv4 before IPv6).
-    """
-    info = tuple(
-        (
-            (c.name, c.id[:12], c.image, c.compose_project, c.compose_service),
-            1,
-        )
-        for c in docker.containers
-    )
-    families = [
-        MetricFamily(
-            "netpath_container_info",
-            "gauge",
-            "Running Docker containers (value 1).",
-            ("container", "container_id", "image", "compose_project", "compose_service"),
-            info,
-        )
-    ]
-    interfaces = build_container_interfaces(docker, links) if links is not None else ()
-    families.append(
-        MetricFamily(
-            "netpath_container_interface_info",
-            "gauge",
-            "A container's host-side veth, its bridge and Docker network (value 1).",
-            ("container", "container_id", "network", "bridge", "interface", "ip", "mac"),
-            tuple(
-                (
-                    (
-                        ci.container.name,
-                        ci.container.id[:12],
-                        ci.network,
-                        ci.bridge,
-                        ci.interface,
-                        ci.ip,
-                        ci.mac,
-                    ),
-                    1,
-                )
-                for ci in interfaces
-            ),
-        )
-    )
-    with_stats = [ci for ci in interfaces if ci.stats is not None]
-    for suffix, field_name, text in _COUNTERS:
-        families.append(
-            MetricFamily(
-                f"netpath_container_network_{suffix}_total",
-                "counter",
-                f"{text} Container perspective: receive is what its host veth transmitted.",
-                ("container", "network", "interface"),
-                tuple(
-                    (
-                        (ci.container.name, ci.network, ci.interface),
-                        getattr(ci.stats, field_name),
-                    )
-                    for ci in with_stats
-                ),
-            )
-        )
-    families.append(
-        MetricFamily(
-            "netpath_network_info",
-            "gauge",
-            "Docker networks (value 1); subnet and gateway of the first pool, IPv4 first.",
-            ("network", "network_id", "bridge", "driver", "subnet", "gateway", "internal"),
-            tuple(
-                (
-                    (
-                        n.name,
-                        n.id[:12],
-                        n.bridge,
-                        n.driver,
-                        n.subnets[0] if n.subnets else "",
-                        n.gateways[0] if n.gateways else "",
-                        "true" if n.internal else "false",
-                    ),
-                    1,
-                )
-                for n in docker.networks
-            ),
-        )
-    )
-    return families
 
 
 # --------------------------------------------------------------------------
@@ -499,17 +313,17 @@ class ContainersCollector:
         self._client: Any = None
         self._events: _EventFollower | None = None
         self._version = ""
-        self._containers: dict[str, Container] = {}
+        self._containers: dict[str, Workload] = {}
         self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of containers lacking an nsid
-        self._networks: dict[str, DockerNetwork] = {}
+        self._networks: dict[str, Network] = {}
         self._last_resync = -math.inf
-        self._data: DockerData | None = None
+        self._data: SourceData | None = None
         self.api_calls = 0
         self.resyncs = 0
 
     # -- public -----------------------------------------------------------
 
-    def collect(self) -> DockerData:
+    def collect(self) -> SourceData:
         with self._lock:
             try:
                 return self._collect()
@@ -532,7 +346,7 @@ class ContainersCollector:
 
     # -- one poll ---------------------------------------------------------
 
-    def _collect(self) -> DockerData:
+    def _collect(self) -> SourceData:
         events = self._events
         if self._client is None or events is None or not events.alive:
             if events is not None and not events.alive:
@@ -552,9 +366,9 @@ class ContainersCollector:
                     self._refresh(cid)
         self._retry_netnsids()
         if self._data is None:
-            self._data = DockerData(
+            self._data = SourceData(
                 version=self._version,
-                containers=tuple(sorted(self._containers.values(), key=lambda c: c.name)),
+                workloads=tuple(sorted(self._containers.values(), key=lambda c: c.name)),
                 networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
             )
         return self._data
@@ -600,7 +414,7 @@ class ContainersCollector:
         self._events.take()
         networks = self._read_networks()
         listed = self._call(self._client.api.containers, all=False)
-        containers: dict[str, Container] = {}
+        containers: dict[str, Workload] = {}
         self._paths = {}
         for item in listed:
             cid = str(item.get("Id") or "")
@@ -613,11 +427,11 @@ class ContainersCollector:
         self._data = None
         self.resyncs += 1
 
-    def _read_networks(self) -> dict[str, DockerNetwork]:
+    def _read_networks(self) -> dict[str, Network]:
         nets = (parse_network(raw) for raw in self._call(self._client.api.networks))
         return {n.id: n for n in nets}
 
-    def _inspect(self, cid: str) -> Container | None:
+    def _inspect(self, cid: str) -> Workload | None:
         """Inspect one container; None if it is gone or not running."""
         import docker.errors  # noqa: PLC0415
 
@@ -718,3 +532,19 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(
         exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError
     )
+
+
+def make_docker(cfg: Config) -> ContainersCollector:
+    """The registry's factory: the Docker source, on ``docker.host``."""
+    return ContainersCollector(cfg.docker)
+
+
+def list_all_containers(host: str, timeout: float) -> list[Mapping[str, Any]]:
+    """Every container Docker knows, stopped ones too (``docker ps -a``): for messages."""
+    import docker  # noqa: PLC0415 - the SDK only where it is used
+
+    client = docker.DockerClient(base_url=host, timeout=timeout)
+    try:
+        return list(client.api.containers(all=True))
+    finally:
+        client.close()

@@ -208,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == cfg.web.telemetry_path:
             self._metrics(poller)
         elif path == PATH_VIEW:
-            page = self.server.path_view.page(poller.latest, cfg.web.telemetry_path)
+            page = self.server.path_view.page(poller.snapshots, cfg.web.telemetry_path)
             self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
         elif path == "/":
             self._send(

@@ -1,0 +1,187 @@
+"""The manager-neutral meaning families, summed from the rules each series names.
+
+What a set of meanings says (which rules feed which series) is derived once
+per firewall structure and topology (:mod:`exporter.view` keeps it); this
+module turns it into a *plan* of flat counter indexes, kept while the
+meanings stand, so every poll only gathers the chains' counters and sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import cast
+
+from exporter.meaning.base import DROPPED, FAMILY_LABELS, FORWARDED, MASQUERADE, PUBLISHED, Meaning
+from exporter.model import FirewallData, MetricFamily
+
+Labels = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One family's label sets, sorted, and the counters each series sums."""
+
+    labels: tuple[Labels, ...]
+    sources: tuple[tuple[int, ...], ...]  # indexes into the plan's flat counter lists
+    pick: Callable[[list[int | None]], tuple[int, ...]] | None  # when each sums one rule
+
+    def values(self, flat: list[int | None]) -> Sequence[int]:
+        if self.pick is not None:
+            return self.pick(flat)
+        out = cast(list[int], flat)
+        return [out[s[0]] if len(s) == 1 else sum([out[i] for i in s]) for s in self.sources]
+
+
+def _series(items: Iterable[tuple[Labels, list[int]]]) -> _Series:
+    ordered = sorted(items)  # label sets are unique: the sources are never compared
+    sources = tuple(tuple(src) for _, src in ordered)
+    pick = None
+    if len(sources) > 1 and all(len(src) == 1 for src in sources):
+        pick = cast(
+            Callable[[list[int | None]], tuple[int, ...]], itemgetter(*(s[0] for s in sources))
+        )
+    return _Series(tuple(labels for labels, _ in ordered), sources, pick)
+
+
+# Families whose byte counters are rendered too.
+_WITH_BYTES = frozenset({DROPPED, FORWARDED})
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    meanings: tuple[Meaning, ...]  # the meanings it was made from (matched by identity)
+    shape: tuple[int, ...]  # chains per table of the FirewallData it was made from
+    # (table index, chain index, rule count, bytes needed) of each chain feeding a series;
+    # their rules' counters, concatenated, are the flat lists the sources index
+    chains: tuple[tuple[int, int, int, bool], ...]
+    families: dict[str, _Series]
+    layouts: tuple[tuple[str, str], ...]  # (manager, layout)
+
+
+def _plan(fw: FirewallData, meanings: tuple[Meaning, ...]) -> _Plan:
+    used: set[tuple[int, int]] = set()
+    counted: set[tuple[int, int]] = set()
+    for meaning in meanings:
+        for s in meaning.series:
+            for ref in s.rules:
+                used.add((ref.table, ref.chain))
+                if s.family in _WITH_BYTES:
+                    counted.add((ref.table, ref.chain))
+    offsets: dict[tuple[int, int], int] = {}
+    chains: list[tuple[int, int, int, bool]] = []
+    at = 0
+    for ti, ci in sorted(used):
+        offsets[ti, ci] = at
+        count = len(fw.tables[ti].chains[ci].rules)
+        chains.append((ti, ci, count, (ti, ci) in counted))
+        at += count
+    found: dict[str, dict[Labels, list[int]]] = {family: {} for family in FAMILY_LABELS}
+    for meaning in meanings:
+        for s in meaning.series:
+            flat = found[s.family].setdefault(s.labels, [])
+            flat += [offsets[r.table, r.chain] + r.rule for r in s.rules]
+    return _Plan(
+        meanings=meanings,
+        shape=tuple(len(t.chains) for t in fw.tables),
+        chains=tuple(chains),
+        families={family: _series(v.items()) for family, v in found.items()},
+        layouts=tuple((m.manager, m.layout) for m in meanings),
+    )
+
+
+def _counters(fw: FirewallData, plan: _Plan) -> tuple[list[int | None], list[int | None]] | None:
+    """The flat packet and byte counters of the plan; None if ``fw`` is not its structure."""
+    tables = fw.tables
+    if plan.shape != tuple(len(t.chains) for t in tables):
+        return None
+    pk: list[int | None] = []
+    by: list[int | None] = []
+    for ti, ci, count, need_bytes in plan.chains:
+        rules = tables[ti].chains[ci].rules
+        if len(rules) != count:
+            return None
+        pk += [r.packets for r in rules]
+        by += [r.bytes for r in rules] if need_bytes else [None] * count
+    return pk, by
+
+
+# Plans by FirewallData.structure; a few, for several pollers in one process.
+_PLANS: dict[int, _Plan] = {}
+_PLANS_KEPT = 4
+
+
+def render_meanings(fw: FirewallData, meanings: tuple[Meaning, ...]) -> list[MetricFamily]:
+    """The manager-neutral families and ``netpath_firewall_layout_info``."""
+    plan = _PLANS.get(fw.structure) if fw.structure else None
+    counters = _counters(fw, plan) if plan is not None and plan.meanings is meanings else None
+    if plan is None or counters is None:
+        plan = _plan(fw, meanings)
+        counters = _counters(fw, plan)
+        assert counters is not None
+        if fw.structure:
+            if len(_PLANS) >= _PLANS_KEPT and fw.structure not in _PLANS:
+                _PLANS.pop(next(iter(_PLANS)), None)
+            _PLANS[fw.structure] = plan
+    pk, by = counters
+    fams = plan.families
+
+    def samples(family: str, flat: list[int | None]) -> tuple[tuple[Labels, int], ...]:
+        series = fams[family]
+        return tuple(zip(series.labels, series.values(flat), strict=True))
+
+    return [
+        MetricFamily(
+            "netpath_dropped_packets_total",
+            "counter",
+            "Packets dropped by a firewall manager's DROP rules, per destination network "
+            "and reason.",
+            FAMILY_LABELS[DROPPED],
+            samples(DROPPED, pk),
+        ),
+        MetricFamily(
+            "netpath_dropped_bytes_total",
+            "counter",
+            "Bytes dropped by a firewall manager's DROP rules, per destination network and reason.",
+            FAMILY_LABELS[DROPPED],
+            samples(DROPPED, by),
+        ),
+        MetricFamily(
+            "netpath_published_port_connections_total",
+            "counter",
+            "New connections to a published port (packets of its DNAT rule; nat sees "
+            "the first packet of each connection).",
+            FAMILY_LABELS[PUBLISHED],
+            samples(PUBLISHED, pk),
+        ),
+        MetricFamily(
+            "netpath_masquerade_connections_total",
+            "counter",
+            "New connections masqueraded on their way out (packets of the MASQUERADE "
+            "rule), per network, or per workload where the manager keeps a rule per workload.",
+            FAMILY_LABELS[MASQUERADE],
+            samples(MASQUERADE, pk),
+        ),
+        MetricFamily(
+            "netpath_forwarded_packets_total",
+            "counter",
+            "Packets accepted by a firewall manager's per-network forward rules, per direction.",
+            FAMILY_LABELS[FORWARDED],
+            samples(FORWARDED, pk),
+        ),
+        MetricFamily(
+            "netpath_forwarded_bytes_total",
+            "counter",
+            "Bytes accepted by a firewall manager's per-network forward rules, per direction.",
+            FAMILY_LABELS[FORWARDED],
+            samples(FORWARDED, by),
+        ),
+        MetricFamily(
+            "netpath_firewall_layout_info",
+            "gauge",
+            "The layout of each firewall manager's rules in use on this host.",
+            ("manager", "layout"),
+            tuple((layout, 1) for layout in plan.layouts),
+        ),
+    ]

@@ -1,0 +1,41 @@
+"""The seam every discovery source implements.
+
+A source is a collector (see :mod:`exporter.collector`) whose ``collect``
+returns :class:`~exporter.model.SourceData`: its runtime's running workloads
+(containers or pod sandboxes) and networks, in the runtime-neutral types of
+:mod:`exporter.model.workloads`. The join to host veths, bridges and networks
+is not the source's business: :mod:`exporter.workloads` does it once for all.
+
+Rules every source follows:
+
+- steady polls are cheap: no API call per workload per poll (follow the
+  runtime's events, or a cheap list call and re-read only what changed);
+- while its endpoint was not configured explicitly and does not exist, it
+  raises :class:`SourceAbsent` (the runtime is not on this host: not a
+  failure); once it has answered, failures raise
+  :class:`~exporter.collector.CollectorError` with a message that names the
+  endpoint and what is wrong, and it reconnects by itself;
+- a workload's ``netns_id`` is the nsid of its network namespace as seen from
+  the host (``exporter.collectors.links.read_netnsid`` on
+  ``/proc/<pid>/ns/net`` or the runtime's namespace path).
+
+Adding a source is its module plus one row in :mod:`exporter.registry`
+(``source=True``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from exporter.collector import CollectorAbsent
+from exporter.model import SourceData
+
+SourceAbsent = CollectorAbsent
+
+
+class Source(Protocol):
+    name: str
+
+    def collect(self) -> SourceData: ...
+
+    def close(self) -> None: ...
