@@ -60,7 +60,7 @@ calls = coll.api_calls
 out["with_links"] = timed(full_poll, RUNS)
 out["with_links_calls_per_poll"] = (coll.api_calls - calls) / RUNS
 d, l = coll.collect(), links.collect()
-out["join"] = timed(lambda: build_container_interfaces(d, l), RUNS)
+out["join"] = timed(lambda: build_interfaces([d], l), RUNS)
 out["render"] = timed(lambda: render_containers(d, l), RUNS)
 out["series"] = sum(len(f.samples) for f in render_containers(d, l))
 """

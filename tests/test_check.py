@@ -84,13 +84,13 @@ def _poll(**over: object) -> PollResult:
         ),
         "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
         "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
-        "containers": SourceData("27.1.0", (_ctr("web", 0),), ()),
+        "docker": SourceData("27.1.0", (_ctr("web", 0),), ()),
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
     status = tuple(
         CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
-        for n in ("links", "containers", "firewall", "sysctl", "routes")
+        for n in ("links", "docker", "firewall", "sysctl", "routes")
     )
     return PollResult(data, status, 0.0, 0.05)
 
@@ -112,7 +112,7 @@ def test_failures_and_their_reasons() -> None:
     caps = ProcessCaps(65534, (), frozenset({"CAP_NET_RAW"}))
     poll = _poll(
         firewall=None,
-        containers=SourceData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
+        docker=SourceData("27.1.0", (_ctr("web", None), _ctr("db", 3)), ()),
         sysctl=SysctlData({"ipv4": False}, {"ipv4": True}),
     )
     findings = build_findings(Config(), caps, poll, (FAIL, "web.yml: bad"))
@@ -129,10 +129,10 @@ def test_failures_and_their_reasons() -> None:
 
 
 def test_disabled_collectors_are_not_failures() -> None:
-    cfg = Config(collectors={**Config().collectors, "containers": False})
-    findings = build_findings(cfg, ROOT_CAPS, _poll(containers=None), (OK, "w"))
+    cfg = Config(collectors={**Config().collectors, "docker": False})
+    findings = build_findings(cfg, ROOT_CAPS, _poll(docker=None), (OK, "w"))
     assert exit_code(findings) == 0
-    assert "containers    disabled" in render_findings(findings)
+    assert "docker        disabled" in render_findings(findings)
 
 
 def _check(ns: lab.Netns, *args: str) -> subprocess.CompletedProcess[str]:
@@ -160,7 +160,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout
         assert "backends: iptables-nft (ipv4); 26 rules in the exported chains" in out, out
-        assert "Docker firewall layout: classic" in out
+        assert "docker rules, layout classic" in out
         assert "3 interfaces: 1 bridge, 1 veth" in out
         assert "ip forwarding: ipv4=on" in out
         assert "result: the exporter can do its job" in out
@@ -168,7 +168,7 @@ def test_check_on_a_lab_host(tmp_path: Path) -> None:
         # Docker absent: the containers collector fails and so does the check.
         proc = _check(host, f"--docker.host=unix://{tmp_path}/none.sock")
         assert proc.returncode == 1
-        assert "[FAIL] containers    cannot read: cannot reach Docker" in proc.stdout
+        assert "[FAIL] docker        cannot read: cannot reach Docker" in proc.stdout
         # An invalid web config file is reported.
         bad = tmp_path / "web.yml"
         bad.write_text("basic_auth_users: {a: b}\n")

@@ -96,7 +96,7 @@ def test_file_values_apply(tmp_path: Path) -> None:
             {
                 "web": {"listen_address": "127.0.0.1:9999"},
                 "poll": {"interval": "1s"},
-                "collectors": {"containers": False},
+                "collectors": {"docker": False},
                 "firewall": {"chains_include": ["filter/KUBE-*"], "command_timeout": "2s"},
                 "docker": {"host": "unix:///x.sock"},
             }
@@ -105,7 +105,7 @@ def test_file_values_apply(tmp_path: Path) -> None:
     cfg = load_config(str(f))
     assert cfg.web.listen_address == "127.0.0.1:9999"
     assert cfg.poll_interval == 1.0
-    assert not cfg.enabled("containers") and cfg.enabled("links")
+    assert not cfg.enabled("docker") and cfg.enabled("links")
     assert cfg.firewall.chains_include == ("filter/KUBE-*",)
     assert cfg.firewall.command_timeout == 2.0
     assert cfg.docker.resolved_host() == "unix:///x.sock"

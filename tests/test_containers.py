@@ -18,6 +18,7 @@ import docker.errors
 import pytest
 import requests
 from dockerlab import poll_until
+from meanings import render_containers
 
 from exporter.collector import CollectorError
 from exporter.config import DockerConfig
@@ -34,14 +35,13 @@ from exporter.model import (
 )
 from exporter.sources.docker import (
     ContainersCollector,
-    build_container_interfaces,
     container_running,
     netns_paths,
     parse_container,
     parse_event,
     parse_network,
-    render_containers,
 )
+from exporter.workloads import build_interfaces
 
 FIXTURES = Path(__file__).parent / "fixtures" / "containers"
 
@@ -245,8 +245,8 @@ LINKS = LinksData(
 
 
 def test_join_maps_each_veth_to_its_container_and_network() -> None:
-    joined = build_container_interfaces(DOCKER, LINKS)
-    rows = [(ci.container.name, ci.network, ci.bridge, ci.interface, ci.ip, ci.mac)
+    joined = build_interfaces([DOCKER], LINKS)
+    rows = [(ci.workload.name, ci.network, ci.bridge, ci.interface, ci.ip, ci.mac)
             for ci in joined]  # fmt: skip
     assert rows == [
         ("shop-api-1", "appnet", "br-a1a1a1a1a1a1", "veth2222222", "172.18.0.2",
@@ -259,14 +259,14 @@ def test_join_maps_each_veth_to_its_container_and_network() -> None:
 
 def test_join_without_nsid_or_links_finds_nothing() -> None:
     unknown = SourceData("x", (ctr("web", None, *WEB.endpoints),), DOCKER.networks)
-    assert build_container_interfaces(unknown, LINKS) == ()
-    assert build_container_interfaces(DOCKER, LinksData((), {})) == ()
+    assert build_interfaces([unknown], LINKS) == ()
+    assert build_interfaces([DOCKER], LinksData((), {})) == ()
 
 
 def test_join_veth_on_unknown_bridge_keeps_the_only_endpoint() -> None:
     links = LinksData((veth(10, "veth1111111", None, 0),), {10: stats(10)})
-    (ci,) = build_container_interfaces(DOCKER, links)
-    assert (ci.container.name, ci.network, ci.bridge, ci.ip) == ("web", "bridge", "", "172.17.0.2")
+    (ci,) = build_interfaces([DOCKER], links)
+    assert (ci.workload.name, ci.network, ci.bridge, ci.ip) == ("web", "bridge", "", "172.17.0.2")
 
 
 def samples(families: list[MetricFamily]) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -278,28 +278,32 @@ def samples(families: list[MetricFamily]) -> dict[str, list[tuple[dict[str, str]
     return out
 
 
+DOCKER_WL = {"runtime": "docker", "namespace": "", "pod": ""}
+NO_POD = {"namespace": "", "pod": ""}
+
+
 def test_render_containers() -> None:
     got = samples(render_containers(DOCKER, LINKS))
     api_id, web_id = API.id[:12], WEB.id[:12]
     assert got["netpath_container_info"] == [
         ({"container": "hostc", "container_id": HOSTC.id[:12], "image": "netpath-test/busybox",
-          "compose_project": "", "compose_service": ""}, 1),
+          "compose_project": "", "compose_service": "", **DOCKER_WL}, 1),
         ({"container": "nonec", "container_id": NONEC.id[:12], "image": "netpath-test/busybox",
-          "compose_project": "", "compose_service": ""}, 1),
+          "compose_project": "", "compose_service": "", **DOCKER_WL}, 1),
         ({"container": "shop-api-1", "container_id": api_id, "image": "netpath-test/busybox",
-          "compose_project": "shop", "compose_service": "api"}, 1),
+          "compose_project": "shop", "compose_service": "api", **DOCKER_WL}, 1),
         ({"container": "web", "container_id": web_id, "image": "netpath-test/busybox",
-          "compose_project": "", "compose_service": ""}, 1),
+          "compose_project": "", "compose_service": "", **DOCKER_WL}, 1),
     ]  # fmt: skip
     assert got["netpath_container_interface_info"] == [
         ({"container": "shop-api-1", "container_id": api_id, "network": "appnet",
           "bridge": "br-a1a1a1a1a1a1", "interface": "veth2222222", "ip": "172.18.0.2",
-          "mac": "02:42:ac:12:00:02"}, 1),
+          "mac": "02:42:ac:12:00:02", **NO_POD}, 1),
         ({"container": "shop-api-1", "container_id": api_id, "network": "backnet",
           "bridge": "back0", "interface": "veth3333333", "ip": "172.19.0.2",
-          "mac": "02:42:ac:13:00:02"}, 1),
+          "mac": "02:42:ac:13:00:02", **NO_POD}, 1),
         ({"container": "web", "container_id": web_id, "network": "bridge", "bridge": "docker0",
-          "interface": "veth1111111", "ip": "172.17.0.2", "mac": "02:42:ac:11:00:02"}, 1),
+          "interface": "veth1111111", "ip": "172.17.0.2", "mac": "02:42:ac:11:00:02", **NO_POD}, 1),
     ]  # fmt: skip
     # Container perspective: receive = the host veth's transmit and vice versa.
     host_field = {"receive_bytes": 5, "receive_packets": 6, "receive_errors": 7,
@@ -307,11 +311,12 @@ def test_render_containers() -> None:
                   "transmit_errors": 3, "transmit_dropped": 4}  # fmt: skip
     for suffix, offset in host_field.items():
         assert got[f"netpath_container_network_{suffix}_total"] == [
-            ({"container": "shop-api-1", "network": "appnet", "interface": "veth2222222"},
+            ({"container": "shop-api-1", "network": "appnet", "interface": "veth2222222", **NO_POD},
              11000 + offset),
-            ({"container": "shop-api-1", "network": "backnet", "interface": "veth3333333"},
+            ({"container": "shop-api-1", "network": "backnet", "interface": "veth3333333",
+              **NO_POD},
              12000 + offset),
-            ({"container": "web", "network": "bridge", "interface": "veth1111111"},
+            ({"container": "web", "network": "bridge", "interface": "veth1111111", **NO_POD},
              10000 + offset),
         ], suffix  # fmt: skip
     assert got["netpath_network_info"] == [
@@ -394,14 +399,14 @@ class FakeAPI:
 
     def containers(self, all: bool = False) -> list[dict[str, str]]:
         self._up()
-        return [{"Id": cid} for cid, raw in self.d.workloads.items() if container_running(raw)]
+        return [{"Id": cid} for cid, raw in self.d.containers.items() if container_running(raw)]
 
     def inspect_container(self, cid: str) -> dict[str, Any]:
         self._up()
         self.d.inspects.append(cid)
-        if cid not in self.d.workloads:
+        if cid not in self.d.containers:
             raise docker.errors.NotFound("no such container")
-        return self.d.workloads[cid]
+        return self.d.containers[cid]
 
     def networks(self) -> list[dict[str, Any]]:
         self._up()

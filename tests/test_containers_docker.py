@@ -29,7 +29,9 @@ ARP_AND_NOISE = 4  # ARP request/reply, plus a reachability re-check
 PROBE = """
 from exporter.config import DockerConfig
 from exporter.collectors.links import LinksCollector
-from exporter.sources.docker import ContainersCollector, render_containers
+from exporter.metrics.workloads import render_workloads
+from exporter.sources.docker import ContainersCollector
+from exporter.workloads import build_interfaces
 
 links = LinksCollector()
 containers = ContainersCollector(DockerConfig(timeout=5))
@@ -46,7 +48,7 @@ def poll():
         out["resyncs"], out["api_calls"] = containers.resyncs, containers.api_calls
     out["metrics"] = {
         f.name: [dict(zip(f.labels, lv), value=v) for lv, v in f.samples]
-        for f in render_containers(docker, data)
+        for f in render_workloads([docker], build_interfaces([docker], data))
     }
     return out
 """

@@ -13,16 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from meanings import render_docker, render_meaning_families
 
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
-from exporter.meaning.docker import (
-    detect_layout,
-    network_bridge,
-    parse_iptables_rule,
-    parse_nft_rule,
-    render_docker,
-)
+from exporter.meaning.docker_layout import detect_layout, network_bridge
+from exporter.meaning.ruletext import parse_iptables_rule, parse_nft_rule
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
@@ -302,13 +298,13 @@ def test_families_per_layout(layout: str) -> None:
     exp = EXPECTED[layout]
     dropped_p, dropped_b = _split(exp["dropped"], True)  # type: ignore[arg-type]
     fwd_p, fwd_b = _split(exp["forwarded"], True)  # type: ignore[arg-type]
-    assert got["netpath_docker_dropped_packets_total"] == dropped_p
-    assert got["netpath_docker_dropped_bytes_total"] == dropped_b
-    assert got["netpath_docker_forwarded_packets_total"] == fwd_p
-    assert got["netpath_docker_forwarded_bytes_total"] == fwd_b
-    assert got["netpath_docker_published_port_connections_total"] == exp["published"]
-    assert got["netpath_docker_masquerade_connections_total"] == exp["masquerade"]
-    assert got["netpath_docker_firewall_layout_info"] == {(layout,): 1}
+    assert got["netpath_dropped_packets_total"] == dropped_p
+    assert got["netpath_dropped_bytes_total"] == dropped_b
+    assert got["netpath_forwarded_packets_total"] == fwd_p
+    assert got["netpath_forwarded_bytes_total"] == fwd_b
+    assert got["netpath_published_port_connections_total"] == exp["published"]
+    assert got["netpath_masquerade_connections_total"] == exp["masquerade"]
+    assert got["netpath_firewall_layout_info"] == {(layout,): 1}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -316,30 +312,46 @@ def test_without_docker_the_bridge_names_the_network(layout: str) -> None:
     got = series(render_docker(layout_firewall(layout), None, None))
     exp = EXPECTED[layout]
     dropped_p, _ = _split(exp["dropped"], False)  # type: ignore[arg-type]
-    assert got["netpath_docker_dropped_packets_total"] == dropped_p
+    assert got["netpath_dropped_packets_total"] == dropped_p
     published = {
         ("", APP, *rest): v
         for (_, _, *rest), v in exp["published"].items()  # type: ignore[attr-defined]
     }
-    assert got["netpath_docker_published_port_connections_total"] == published
+    assert got["netpath_published_port_connections_total"] == published
     masq = {(b, b, s): v for (_, b, s), v in exp["masquerade"].items()}  # type: ignore[attr-defined]
-    assert got["netpath_docker_masquerade_connections_total"] == masq
+    assert got["netpath_masquerade_connections_total"] == masq
 
 
 def test_families_and_label_names_follow_the_contract() -> None:
-    fams = render_docker(layout_firewall("classic"), DOCKER, None)
+    fams = render_meaning_families(layout_firewall("classic"), DOCKER)
+    drop_labels = ("manager", "network", "bridge", "reason")
+    fwd_labels = ("manager", "network", "bridge", "direction")
     assert [(f.name, f.type, f.labels) for f in fams] == [
-        ("netpath_docker_dropped_packets_total", "counter", ("network", "bridge", "reason")),
-        ("netpath_docker_dropped_bytes_total", "counter", ("network", "bridge", "reason")),
+        ("netpath_dropped_packets_total", "counter", drop_labels),
+        ("netpath_dropped_bytes_total", "counter", drop_labels),
         (
-            "netpath_docker_published_port_connections_total",
+            "netpath_published_port_connections_total",
             "counter",
-            ("container", "network", "protocol", "host_ip", "host_port", "container_port"),
+            (
+                "manager",
+                "container",
+                "namespace",
+                "pod",
+                "network",
+                "protocol",
+                "host_ip",
+                "host_port",
+                "container_port",
+            ),
         ),
-        ("netpath_docker_masquerade_connections_total", "counter", ("network", "bridge", "subnet")),
-        ("netpath_docker_forwarded_packets_total", "counter", ("network", "bridge", "direction")),
-        ("netpath_docker_forwarded_bytes_total", "counter", ("network", "bridge", "direction")),
-        ("netpath_docker_firewall_layout_info", "gauge", ("layout",)),
+        (
+            "netpath_masquerade_connections_total",
+            "counter",
+            ("manager", "network", "bridge", "subnet", "container", "namespace", "pod"),
+        ),
+        ("netpath_forwarded_packets_total", "counter", fwd_labels),
+        ("netpath_forwarded_bytes_total", "counter", fwd_labels),
+        ("netpath_firewall_layout_info", "gauge", ("manager", "layout")),
     ]
     for fam in fams:
         for labels, _ in fam.samples:
@@ -351,12 +363,12 @@ def test_seed_ruleset_is_classic() -> None:
     text = SEED_RULESET.read_text().replace("\n-A ", "\n[0:0] -A ")
     fw = firewall(*parse_iptables_save(text, "ipv4", BACKEND_IPTABLES_LEGACY))
     got = series(render_docker(fw, None, None))
-    assert got["netpath_docker_firewall_layout_info"] == {("classic",): 1}
-    assert got["netpath_docker_dropped_packets_total"] == {
+    assert got["netpath_firewall_layout_info"] == {("classic",): 1}
+    assert got["netpath_dropped_packets_total"] == {
         (APP, APP, "isolation"): 0,
         ("docker0", "docker0", "isolation"): 0,
     }
-    assert got["netpath_docker_published_port_connections_total"] == {
+    assert got["netpath_published_port_connections_total"] == {
         ("", APP, "tcp", "0.0.0.0", "80", "80"): 0
     }
 
@@ -371,8 +383,8 @@ def test_no_docker_rules_is_unknown() -> None:
     assert detect_layout(fw) == "unknown"
     assert detect_layout(FirewallData((), ())) == "unknown"
     got = series(render_docker(fw, DOCKER, None))
-    assert got["netpath_docker_firewall_layout_info"] == {("unknown",): 1}
-    assert got["netpath_docker_dropped_packets_total"] == {}
+    assert got["netpath_firewall_layout_info"] == {("unknown",): 1}
+    assert got["netpath_dropped_packets_total"] == {}
 
 
 def test_leftover_isolation_chains_do_not_make_v29_look_older() -> None:
@@ -397,8 +409,8 @@ def test_hooked_backend_beats_leftover_chains_of_a_newer_layout() -> None:
     assert detect_layout(fw) == "classic"
     got = series(render_docker(fw, DOCKER, None))
     # only the legacy (classic) counters: no v29 "unpublished" drops added in
-    assert ("appnet", APP, "unpublished") not in got["netpath_docker_dropped_packets_total"]
-    assert got["netpath_docker_dropped_packets_total"][("appnet", APP, "isolation")] == 32
+    assert ("appnet", APP, "unpublished") not in got["netpath_dropped_packets_total"]
+    assert got["netpath_dropped_packets_total"][("appnet", APP, "isolation")] == 32
 
 
 def test_newest_hooked_layout_wins() -> None:
@@ -413,7 +425,7 @@ def test_same_layout_in_both_iptables_backends_prefers_nft_and_does_not_sum() ->
     legacy = iptables_tables("classic.ipv4.iptables-save", "ipv4", BACKEND_IPTABLES_LEGACY)
     nft = iptables_tables("classic.ipv4.iptables-save", "ipv4", BACKEND_IPTABLES_NFT)
     got = series(render_docker(firewall(*legacy, *nft), DOCKER, None))
-    assert got["netpath_docker_dropped_packets_total"][("appnet", APP, "isolation")] == 32
+    assert got["netpath_dropped_packets_total"][("appnet", APP, "isolation")] == 32
 
 
 def test_chains_only_without_forward_still_detect() -> None:
@@ -457,10 +469,10 @@ def test_garbage_and_foreign_rules_are_skipped() -> None:
         Table("ip", BACKEND_NFTABLES, "other", (Chain("c", (Rule("{{{", 1, 1),)),)),
     )
     got = series(render_docker(fw, None, None))
-    assert got["netpath_docker_firewall_layout_info"] == {("classic",): 1}
+    assert got["netpath_firewall_layout_info"] == {("classic",): 1}
     # duplicate identical rules are summed; the rule without a target is ignored
-    assert got["netpath_docker_dropped_packets_total"] == {("br-x", "br-x", "isolation"): 10}
-    assert got["netpath_docker_forwarded_packets_total"] == {("br-x", "br-x", "inbound"): 3}
+    assert got["netpath_dropped_packets_total"] == {("br-x", "br-x", "isolation"): 10}
+    assert got["netpath_forwarded_packets_total"] == {("br-x", "br-x", "inbound"): 3}
 
 
 def test_unknown_layout_renders_without_crashing() -> None:
@@ -477,8 +489,8 @@ def test_unknown_layout_renders_without_crashing() -> None:
         )
     )
     got = series(render_docker(fw, None, None))
-    assert got["netpath_docker_firewall_layout_info"] == {("unknown",): 1}
-    assert got["netpath_docker_dropped_packets_total"] == {("br-y", "br-y", "unpublished"): 6}
+    assert got["netpath_firewall_layout_info"] == {("unknown",): 1}
+    assert got["netpath_dropped_packets_total"] == {("br-y", "br-y", "unpublished"): 6}
 
 
 def test_nft_rules_without_counters_are_skipped() -> None:
@@ -487,14 +499,14 @@ def test_nft_rules_without_counters_are_skipped() -> None:
     )
     fw = firewall(Table("ip", BACKEND_NFTABLES, "docker-bridges", (chain,)))
     got = series(render_docker(fw, None, None))
-    assert got["netpath_docker_dropped_packets_total"] == {}
+    assert got["netpath_dropped_packets_total"] == {}
 
 
 def test_published_port_container_falls_back_to_empty() -> None:
     rule = Rule("! -i br-q -p udp -m udp --dport 53 -j DNAT --to-destination 10.9.0.7:5353", 4, 400)
     fw = firewall(Table("ipv4", BACKEND_IPTABLES_NFT, "nat", (Chain("DOCKER", (rule,)),)))
     got = series(render_docker(fw, DOCKER, None))
-    assert got["netpath_docker_published_port_connections_total"] == {
+    assert got["netpath_published_port_connections_total"] == {
         ("", "br-q", "udp", "0.0.0.0", "53", "5353"): 4
     }
 

@@ -17,6 +17,7 @@ The firewall and containers collectors run inside dockerd's namespace
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lab
@@ -32,10 +33,14 @@ ICMP4_BYTES = 84
 HOST_UP, OUTSIDE = "10.231.9.1", "10.231.9.2"
 NETA, NETB = "10.214.1.0/24", "10.214.2.0/24"
 
-PROBE = """
+PROBE = (
+    f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n"
+    + """
 from exporter.config import DockerConfig, FirewallConfig
 from exporter.sources.docker import ContainersCollector
-from exporter.meaning.docker import render_docker
+import sys
+sys.path.insert(0, TESTS_DIR)
+from meanings import render_docker
 from exporter.firewall.collector import FirewallCollector
 
 firewall = FirewallCollector(FirewallConfig())
@@ -47,6 +52,7 @@ def snap():
     fams = render_docker(fw, containers.collect(), None)
     return {f.name: [[list(labels), value] for labels, value in f.samples] for f in fams}
 """
+)
 
 Series = dict[str, dict[tuple[str, ...], float]]
 
@@ -102,7 +108,7 @@ def scene(dockerd_any: DockerLab) -> Iterator[Scene]:
 
 def test_layout_is_classic(scene: Scene) -> None:
     m = snap(scene.py)
-    assert m["netpath_docker_firewall_layout_info"] == {("classic",): 1}
+    assert m["netpath_firewall_layout_info"] == {("classic",): 1}
 
 
 def test_pings_between_networks_move_isolation_drops_by_exactly_n(scene: Scene) -> None:
@@ -111,10 +117,10 @@ def test_pings_between_networks_move_isolation_drops_by_exactly_n(scene: Scene) 
         "exec", "a1", "ping", "-q", "-c", str(N_PINGS), "-W", "1", scene.b1_ip, check=False
     )
     after = snap(scene.py)
-    assert delta(before, after, "netpath_docker_dropped_packets_total") == {
+    assert delta(before, after, "netpath_dropped_packets_total") == {
         ("netb", scene.bridge_b, "isolation"): N_PINGS
     }
-    assert delta(before, after, "netpath_docker_dropped_bytes_total") == {
+    assert delta(before, after, "netpath_dropped_bytes_total") == {
         ("netb", scene.bridge_b, "isolation"): N_PINGS * ICMP4_BYTES
     }
 
@@ -124,10 +130,10 @@ def test_connections_to_published_port_move_its_counter_by_exactly_k(scene: Scen
     ok = lab.tcp_connect(scene.outside, HOST_UP, 8080, K_CONNECTIONS)
     after = snap(scene.py)
     assert ok == K_CONNECTIONS
-    assert delta(before, after, "netpath_docker_published_port_connections_total") == {
+    assert delta(before, after, "netpath_published_port_connections_total") == {
         ("b1", "netb", "tcp", "0.0.0.0", "8080", "80"): K_CONNECTIONS
     }
-    moved = delta(before, after, "netpath_docker_forwarded_packets_total")
+    moved = delta(before, after, "netpath_forwarded_packets_total")
     assert moved.get(("netb", scene.bridge_b, "inbound"), 0) > 0
 
 
@@ -139,8 +145,8 @@ def test_connections_out_of_a_network_move_its_masquerade_by_exactly_m(scene: Sc
         out = scene.dl.docker("exec", "a1", "sh", "-c", loop, check=False)
         after = snap(scene.py)
     assert out.count("ok") == M_CONNECTIONS, out
-    assert delta(before, after, "netpath_docker_masquerade_connections_total") == {
+    assert delta(before, after, "netpath_masquerade_connections_total") == {
         ("neta", scene.bridge_a, NETA): M_CONNECTIONS
     }
-    moved = delta(before, after, "netpath_docker_forwarded_packets_total")
+    moved = delta(before, after, "netpath_forwarded_packets_total")
     assert moved.get(("neta", scene.bridge_a, "outbound"), 0) > 0

@@ -8,7 +8,7 @@ layouts, so a lab host (network namespace) gets two Docker-like networks A and B
 8080 -> 80. Then the same traffic on every layout:
 
 * N pings from a1 (network A) to b1 and to b2 (network B) move
-  ``netpath_docker_dropped_packets_total{network="netb"}`` by exactly N with the
+  ``netpath_dropped_packets_total{network="netb"}`` by exactly N with the
   reason the layout can tell (isolation; on Docker 29 direct_access for the
   container with a published port, unpublished for the other);
 * K new TCP connections from the outside namespace to the published port move
@@ -33,8 +33,8 @@ from typing import Any
 
 import lab
 import pytest
+from meanings import render_docker
 
-from exporter.meaning.docker import render_docker
 from exporter.model import (
     Chain,
     Endpoint,
@@ -228,11 +228,11 @@ def delta(before: Series, after: Series, family: str) -> dict[tuple[str, ...], f
     return out
 
 
-DROPPED = "netpath_docker_dropped_packets_total"
-DROPPED_BYTES = "netpath_docker_dropped_bytes_total"
-PUBLISHED = "netpath_docker_published_port_connections_total"
-MASQUERADE = "netpath_docker_masquerade_connections_total"
-FORWARDED = "netpath_docker_forwarded_packets_total"
+DROPPED = "netpath_dropped_packets_total"
+DROPPED_BYTES = "netpath_dropped_bytes_total"
+PUBLISHED = "netpath_published_port_connections_total"
+MASQUERADE = "netpath_masquerade_connections_total"
+FORWARDED = "netpath_forwarded_packets_total"
 
 LAYOUT_BACKENDS = [
     ("classic", "iptables-nft"),
@@ -248,7 +248,7 @@ def test_same_traffic_same_movements(layout: str, backend: str) -> None:
     lab.need_root()
     with docker_lab_host(layout, backend) as lh:
         m0 = docker_metrics(lh.host)
-        assert m0["netpath_docker_firewall_layout_info"] == {(layout,): 1}
+        assert m0["netpath_firewall_layout_info"] == {(layout,): 1}
 
         # N pings from network A to each container of network B: all dropped.
         for name, ip in (("b1", B1), ("b2", B2)):

@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from meanings import render_docker
 from test_docker_rules import LAYOUTS, layout_firewall
 from test_golden import load_poll
 
-from exporter.meaning.docker import render_docker
 from exporter.model import (
     FirewallData,
     LinksData,
@@ -44,6 +44,8 @@ from exporter.paths.explain import (
     parse_interval,
     path_to_json,
 )
+from exporter.poller import PollResult
+from exporter.view import HostView, derive_view
 
 SEED = Path(__file__).resolve().parent / "scenarios" / "seed"
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "explain" / "seed-shop-web-1.txt"
@@ -55,7 +57,7 @@ APP = "br-40d652e0aac8"
 def seed() -> tuple[SourceData, LinksData, FirewallData, RoutesData]:
     data = load_poll(SEED).data
     docker, links, fw, routes = (
-        data["containers"],
+        data["docker"],
         data["links"],
         data["firewall"],
         data["routes"],
@@ -73,7 +75,14 @@ def web_path(
     docker, links, seed_fw, routes = seed
     ctr = find_container(docker.workloads, "shop-web-1")
     ifnames = {(1, 8): "eth0"}
-    return build_path(ctr, docker, links, fw or seed_fw, routes, before=before, ifnames=ifnames)
+    view = view_of(docker, links, fw or seed_fw, routes)
+    return build_path(ctr, view, before=before, ifnames=ifnames)
+
+
+def view_of(docker: SourceData, links: LinksData, fw: FirewallData, routes: RoutesData) -> HostView:
+    """The host view the poller would derive from these collectors' data."""
+    data = {"links": links, "firewall": fw, "routes": routes, "docker": docker}
+    return derive_view(PollResult(data, (), 0.0, 0.0))
 
 
 def test_seed_hops(seed: tuple[SourceData, LinksData, FirewallData, RoutesData]) -> None:
@@ -226,14 +235,14 @@ def test_drops_ports_masquerade_agree_with_the_metrics(
     families = {f.name: f for f in render_docker(fw, docker)}
     want_drops = {
         values[2]: value
-        for values, value in families["netpath_docker_dropped_packets_total"].samples
+        for values, value in families["netpath_dropped_packets_total"].samples
         if values[1] == APP
     }
     assert {d.reason: d.figures.packets for d in leg.drops} == want_drops
     assert want_drops, "every layout drops something into appnet"
     want_ports = {
         (v[2], v[3], int(v[4]), int(v[5])): n
-        for v, n in families["netpath_docker_published_port_connections_total"].samples
+        for v, n in families["netpath_published_port_connections_total"].samples
         if v[0] == "shop-web-1"
     }
     got_ports = {
@@ -243,9 +252,7 @@ def test_drops_ports_masquerade_agree_with_the_metrics(
     }
     assert got_ports == want_ports
     want_masq = {
-        v[2]: n
-        for v, n in families["netpath_docker_masquerade_connections_total"].samples
-        if v[1] == APP
+        v[2]: n for v, n in families["netpath_masquerade_connections_total"].samples if v[1] == APP
     }
     assert {m.subnet: m.connections.packets for m in leg.masquerade} == want_masq
     # Every rule explain shows names appnet or names no other network.
@@ -278,8 +285,8 @@ def test_nftables_walk_in_hook_order(
 def test_rule_meanings_name_each_rule(
     seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
-    docker, _links, fw, _routes = seed
-    meanings = build_rule_meanings(fw, docker)
+    docker, links, fw, routes = seed
+    meanings = build_rule_meanings(fw, view_of(docker, links, fw, routes).meanings)
     texts = {}
     for (ti, chain, ri), ms in meanings.items():
         rule = next(c for c in fw.tables[ti].chains if c.name == chain).rules[ri]
@@ -322,13 +329,13 @@ def test_every_container_with_a_veth(
     seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
 ) -> None:
     docker, links, fw, routes = seed
-    paths = build_paths(docker, links, fw, routes)
+    paths = build_paths(view_of(docker, links, fw, routes))
     assert [(p.container.name, [leg.veth.name for leg in p.legs]) for p in paths] == [
         ("client", ["veth1a2b3c4"]),
         ("shop-web-1", ["veth5d6e7f8"]),
     ]
     batch = find_container(docker.workloads, "batch")
-    assert build_path(batch, docker, links, fw, routes).legs == ()
+    assert build_path(batch, view_of(docker, links, fw, routes)).legs == ()
     assert "no network (--network none)" in describe_no_network(batch)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from exporter.model import (
 )
 from exporter.poller import CollectorStatus, PollResult
 from exporter.sources.docker import parse_container, parse_network
+from exporter.view import derive_view
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 UPDATE = os.environ.get("NETPATH_UPDATE_GOLDEN") == "1"
@@ -85,13 +87,18 @@ def load_poll(folder: Path) -> PollResult:
         "routes": RoutesData(
             tuple(Route(**r) for r in json.loads((folder / "routes.json").read_text()))
         ),
-        "containers": load_docker(folder),
+        "docker": load_docker(folder),
     }
     status = tuple(
-        CollectorStatus(name, True, 0.002 if name == "containers" else 0.001)
-        for name in ("links", "firewall", "sysctl", "routes", "containers")
+        CollectorStatus(name, True, 0.002 if name == "docker" else 0.001)
+        for name in ("links", "firewall", "sysctl", "routes", "docker")
     )
-    return PollResult(data, status, timestamp=1764500000.0, duration=0.005)
+    return with_view(PollResult(data, status, timestamp=1764500000.0, duration=0.005))
+
+
+def with_view(poll: PollResult) -> PollResult:
+    """``poll`` with its host view derived, as the poller does after each poll."""
+    return replace(poll, view=derive_view(poll))
 
 
 _MACHINE = re.compile(r'python_version="[^"]*"')
@@ -124,3 +131,64 @@ def test_golden_exposition(scenario: str) -> None:
         ["promtool", "check", "metrics"], input=got, capture_output=True, text=True, check=False
     )
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+
+# --------------------------------------------------------------------------
+# 0.1 -> 0.2: the exposition differs only by the documented renames
+# --------------------------------------------------------------------------
+
+GOLDEN_01 = Path(__file__).resolve().parent / "fixtures" / "golden-0.1"
+
+# 0.1 meaning family -> (0.2 name, labels added with their values)
+_RENAMED = {
+    "netpath_docker_dropped_packets_total": ("netpath_dropped_packets_total", {}),
+    "netpath_docker_dropped_bytes_total": ("netpath_dropped_bytes_total", {}),
+    "netpath_docker_published_port_connections_total": (
+        "netpath_published_port_connections_total",
+        {"namespace": "", "pod": ""},
+    ),
+    "netpath_docker_masquerade_connections_total": (
+        "netpath_masquerade_connections_total",
+        {"container": "", "namespace": "", "pod": ""},
+    ),
+    "netpath_docker_forwarded_packets_total": ("netpath_forwarded_packets_total", {}),
+    "netpath_docker_forwarded_bytes_total": ("netpath_forwarded_bytes_total", {}),
+    "netpath_docker_firewall_layout_info": ("netpath_firewall_layout_info", {}),
+}
+_NO_POD = {"namespace": "", "pod": ""}
+
+
+def _samples(text: str) -> set[tuple[str, frozenset[tuple[str, str]], float]]:
+    return {
+        (s.name, frozenset(s.labels.items()), s.value)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if not s.name.startswith("process_")
+    }
+
+
+def map_01_to_02(name: str, labels: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """One 0.1 series as 0.2 names it (docs/metrics.md, "Contract changes of 2026-12-07")."""
+    if name in _RENAMED:
+        new, added = _RENAMED[name]
+        return new, {"manager": "docker", **labels, **added}
+    if name.startswith("netpath_collector_") and labels.get("collector") == "containers":
+        return name, {**labels, "collector": "docker"}
+    if name == "netpath_container_info":
+        return name, {**labels, "runtime": "docker", **_NO_POD}
+    if name.startswith("netpath_container_"):
+        return name, {**labels, **_NO_POD}
+    return name, labels
+
+
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in GOLDEN_01.glob("*.prom")))
+def test_02_exposition_is_01_with_the_documented_renames(scenario: str) -> None:
+    old = _samples((GOLDEN_01 / f"{scenario}.prom").read_text())
+    want = set()
+    for name, labels, value in old:
+        new, new_labels = map_01_to_02(name, dict(labels))
+        want.add((new, frozenset(new_labels.items()), value))
+    got = _samples((SCENARIOS / scenario / "expected.prom").read_text())
+    assert got == want
+    # and the mapping changed something real: every renamed family is in both
+    assert {n for n, _, _ in old} & set(_RENAMED) == set(_RENAMED)

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from test_golden import load_poll
+from test_golden import load_poll, with_view
 
 from exporter.model import LinksData
 from exporter.paths.page import PathView, build_page_paths, render_path_page
@@ -40,10 +40,7 @@ def test_one_table_per_container_with_every_hop() -> None:
     assert "-o br-40d652e0aac8 -j DROP" in text
     assert "isolation" in text
     # Figures link to the metrics page by family name.
-    assert (
-        '<a href="/m" title="served on the metrics page">netpath_docker_dropped_packets_total'
-        in html
-    )
+    assert '<a href="/m" title="served on the metrics page">netpath_dropped_packets_total' in html
     assert "rates appear from the next poll on" in text
 
 
@@ -54,17 +51,17 @@ def _later(poll: PollResult, seconds: float, veth_rx: int) -> PollResult:
     stats[9] = replace(stats[9], rx_packets=stats[9].rx_packets + veth_rx)
     data = dict(poll.data)
     data["links"] = replace(links, stats=stats)
-    return replace(poll, data=data, timestamp=poll.timestamp + seconds)
+    return with_view(replace(poll, data=data, timestamp=poll.timestamp + seconds))
 
 
 def test_rates_between_the_last_two_snapshots() -> None:
     first = load_poll(SEED)
     view = PathView()
     s1 = Snapshot(first, b"")
-    page1 = view.page(s1)
-    assert view.page(s1) is page1  # rendered once per snapshot
+    page1 = view.page((None, s1))
+    assert view.page((None, s1)) is page1  # rendered once per snapshot
     s2 = Snapshot(_later(first, 4.0, 20), b"")
-    text = _text(view.page(s2))
+    text = _text(view.page((s1, s2)))
     assert "rates over the 4.0 s between the last two polls" in text
     row = re.search(r"receive\s+veth5d6e7f8\s+(\d+)\s+([\d\u2009]+)\s+([\d.]+)", text)
     assert row is not None and row.group(1) == "45" and row.group(3) == "5.0"
@@ -72,9 +69,9 @@ def test_rates_between_the_last_two_snapshots() -> None:
 
 def test_no_snapshot_or_no_docker() -> None:
     view = PathView()
-    assert "first poll is pending" in view.page(None).decode()
+    assert "first poll is pending" in view.page((None, None)).decode()
     poll = load_poll(SEED)
-    data = {k: v for k, v in poll.data.items() if k != "containers"}
-    page = view.page(Snapshot(replace(poll, data=data), b"")).decode()
-    assert "Docker is not reachable" in page
+    data = {k: v for k, v in poll.data.items() if k != "docker"}
+    page = view.page((None, Snapshot(with_view(replace(poll, data=data)), b""))).decode()
+    assert "no container runtime is reachable" in page
     assert '<table class="path">' not in page

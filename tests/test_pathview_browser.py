@@ -89,7 +89,7 @@ def test_path_view_renders_in_chromium(dockerd: DockerLab, profile: Path) -> Non
             section = section[: section.index("</table>")]
             assert f"host veth <b>{veth}</b>" in section, name
             assert f"bridge <b>{bridge}</b>" in section, name
-        assert "netpath_docker_dropped_packets_total" in dom.stdout
+        assert "netpath_dropped_packets_total" in dom.stdout
 
         ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         ARTIFACT.unlink(missing_ok=True)

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import lab
 import pytest
+from meanings import render_docker
 
 from exporter.collectors.links import render_interfaces
 from exporter.firewall.collector import render_firewall
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
-from exporter.meaning.docker import render_docker
 from exporter.metrics.exposition import ExpositionWriter
 from exporter.model import (
     BACKEND_IPTABLES_NFT,
@@ -246,10 +246,14 @@ def test_writer_notices_new_help_and_label_names() -> None:
 # The FirewallCollector's token, against the real kernel
 # --------------------------------------------------------------------------
 
-AGENT = r"""
+AGENT = (
+    f"TESTS_DIR = {str(Path(__file__).resolve().parent)!r}\n"
+    + r"""
 import dataclasses, json, subprocess, sys
 from exporter.config import FirewallConfig
-from exporter.meaning.docker import render_docker
+import sys
+sys.path.insert(0, TESTS_DIR)
+from meanings import render_docker
 from exporter.firewall.collector import FirewallCollector, render_firewall
 collector = FirewallCollector(FirewallConfig())
 ipt = sys.argv[1]
@@ -273,6 +277,7 @@ out = [
 ]
 print(json.dumps(out))
 """
+)
 
 
 @pytest.fixture(params=["nft", "legacy"])

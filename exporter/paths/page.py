@@ -180,13 +180,13 @@ def _leg_rows(t: _Table, path: ContainerPath, leg: Leg) -> None:
             "port",
             _e(f"{p.protocol} {host}:{p.host_port} → {p.container_port}"),
             p.connections,
-            "netpath_docker_published_port_connections_total",
+            "netpath_published_port_connections_total",
         )
         for rv in p.rules:
             _rule_row(t, rv)
     t.hop("7", "masquerade (new connections leaving through another interface)")
     for m in leg.masquerade:
-        t.row("subnet", _e(m.subnet), m.connections, "netpath_docker_masquerade_connections_total")
+        t.row("subnet", _e(m.subnet), m.connections, "netpath_masquerade_connections_total")
         for rv in m.rules:
             _rule_row(t, rv)
     t.hop("8", f"drops into {_e(net.name if net else 'the network')}")
@@ -195,7 +195,7 @@ def _leg_rows(t: _Table, path: ContainerPath, leg: Leg) -> None:
             "reason",
             f'<span class="drop">{_e(d.reason)}</span>',
             d.figures,
-            "netpath_docker_dropped_packets_total",
+            "netpath_dropped_packets_total",
         )
         for rv in d.rules:
             _rule_row(t, rv)
