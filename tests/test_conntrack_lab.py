@@ -99,7 +99,7 @@ print(sent)
 
 def need_conntrack() -> None:
     lab.need_root()
-    for tool in ("conntrack", "nft"):
+    for tool in ("conntrack", "nft", "promtool"):
         if shutil.which(tool) is None:
             pytest.skip(f"conntrack lab tests need `{tool}` (Debian package {tool})")
 
@@ -217,3 +217,53 @@ def test_full_table_bound(full: tuple[lab.Netns, dict[str, Any]]) -> None:
     got = read_in(ns, bound=100_000, listed=False)
     assert got["dump"] == [100_000, True]
     assert "netpath_conntrack_dump_truncated 1" in got["exposition"]
+
+
+ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+
+
+def test_fill_alert_fires_on_the_full_lab(
+    full: tuple[lab.Netns, dict[str, Any]], tmp_path: Path
+) -> None:
+    """NetpathConntrackTableFull, evaluated by promtool on the exposition of the full lab
+    held for 15 minutes."""
+    _, got = full
+    series = lab.parse_exposition(got["exposition"])
+    entries = series["netpath_conntrack_entries"][0][1]
+    limit = series["netpath_conntrack_entries_limit"][0][1]
+    labels = 'instance="lab:29100", job="netpath"'
+    fill = f"{entries * 100 / limit:.4g}%"  # Prometheus' humanizePercentage
+    case = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": f"netpath_conntrack_entries{{{labels}}}", "values": f"{entries:.0f}x15"},
+                {"series": f"netpath_conntrack_entries_limit{{{labels}}}",
+                 "values": f"{limit:.0f}x15"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "NetpathConntrackTableFull", "exp_alerts": []},
+                {"eval_time": "10m", "alertname": "NetpathConntrackTableFull", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "instance": "lab:29100",
+                                   "job": "netpath"},
+                    "exp_annotations": {
+                        "summary": "The conntrack table of lab:29100 is over 90% full",
+                        "description": f"The conntrack table of lab:29100 has been {fill} full "
+                        "for 5 minutes. At its limit (nf_conntrack_max) the kernel evicts "
+                        "unreplied connections and then drops new ones: connections and DNS "
+                        "lookups fail silently.",
+                        "runbook_url": "docs/runbook.md#netpathconntracktablefull",
+                    },
+                }]},
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "full_test.yml"
+    path.write_text(json.dumps(case))  # JSON is YAML
+    proc = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
