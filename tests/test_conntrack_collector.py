@@ -8,7 +8,9 @@ import socket
 import pytest
 
 from exporter.check import OK, WARN, render_findings
+from exporter.collector import CollectorError
 from exporter.collectors.conntrack import (
+    ConntrackCollector,
     ConntrackData,
     LastDump,
     Owners,
@@ -22,7 +24,13 @@ from exporter.collectors.conntrack import (
 )
 from exporter.config import Config, ConfigError, parse_config
 from exporter.model import Endpoint, Network, SourceData, Workload
-from exporter.netlink.conntrack import EVENTS, DumpResult, TableInfo, add_entries
+from exporter.netlink.conntrack import (
+    EVENTS,
+    ConntrackReader,
+    DumpResult,
+    TableInfo,
+    add_entries,
+)
 from exporter.netlink.netfilter import NetlinkError
 
 
@@ -175,3 +183,55 @@ def test_check_findings() -> None:
     text = render_findings(found)
     assert "readable: 1 entry\n" in text
     assert "last dump: 1 entry read in 0.500s (stopped at conntrack.max-entries)" in text
+
+
+class FakeReader(ConntrackReader):
+    """The reader's three answers, scripted: the collector's scheduling and errors alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dumps = 0
+        self.refuse: str = ""
+        self.dump_error: OSError | None = None
+
+    def _refused(self, request: str) -> None:
+        if self.refuse == request:
+            exc = NetlinkError(errno.EPERM, "Operation not permitted")
+            exc.request = request
+            raise exc
+
+    def table(self) -> TableInfo:
+        self._refused("IPCTNL_MSG_CT_GET_STATS")
+        return TableInfo(3, 100)
+
+    def events(self) -> dict[str, int]:
+        self._refused("IPCTNL_MSG_CT_GET_STATS_CPU")
+        return dict.fromkeys(EVENTS, 1)
+
+    def dump_sums(self, max_entries: int, active: bool = False) -> DumpResult:
+        if self.dump_error is not None:
+            raise self.dump_error
+        self.dumps += 1
+        return DumpResult(min(3, max_entries), max_entries < 3, {}, {})
+
+
+def test_collector_dumps_on_its_own_interval() -> None:
+    reader = FakeReader()
+    c = ConntrackCollector(interval=3600.0, max_entries=2, reader=reader)
+    first = c.collect()
+    assert first.dump is not None and first.dump.result.truncated
+    second = c.collect()
+    assert reader.dumps == 1 and second.dump is first.dump  # not due yet: the last dump
+    c.interval = 0.0
+    c._next_dump = 0.0
+    reader.dump_error = NetlinkError(errno.ENOBUFS, "No buffer space available")
+    failed = c.collect()
+    assert failed.table == TableInfo(3, 100) and failed.dump is first.dump
+    assert failed.errors == ("conntrack: No buffer space available",)
+
+
+def test_collector_refused_names_the_privilege() -> None:
+    reader = FakeReader()
+    reader.refuse = "IPCTNL_MSG_CT_GET_STATS_CPU"
+    with pytest.raises(CollectorError, match=r"GET_STATS_CPU\): permission denied \(needs CAP_NET"):
+        ConntrackCollector(reader=reader).collect()

@@ -125,6 +125,8 @@ class ConntrackCollector:
             events = self._reader.events()
         except OSError as exc:
             raise CollectorError(error_message(exc)) from exc
+        except ValueError as exc:
+            raise CollectorError(f"conntrack (netlink): malformed reply: {exc}") from exc
         errors: tuple[str, ...] = ()
         now = time.monotonic()
         if now >= self._next_dump:

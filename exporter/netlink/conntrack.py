@@ -26,7 +26,6 @@ Sockets belong to the network namespace of the process that opens them.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import struct
@@ -589,7 +588,3 @@ class ConntrackReader:
         read, truncated = self.dump(lambda batch: add_entries(batch, pairs, keys), max_entries)
         return DumpResult(read, truncated, pairs, keys or {})
 
-
-def is_refused(exc: OSError) -> bool:
-    """Whether the kernel refused for want of privilege (CAP_NET_ADMIN)."""
-    return exc.errno in (errno.EPERM, errno.EACCES)
