@@ -134,8 +134,9 @@ _NLA_F_NESTED = 0x8000
 # shape (ctnetlink_dump_tuples): per direction
 #   CTA_TUPLE_x { CTA_TUPLE_IP { V4_SRC, V4_DST }, CTA_TUPLE_PROTO { NUM, SRC_PORT, DST_PORT } }
 # = 52 bytes. The fast path checks every attribute header of those 104 bytes at once
-# (the bytes as an integer, the payload bits masked off) and unpacks the payloads with
-# one struct; any other shape (IPv6, ICMP, zones) takes the attribute walk.
+# (the bytes as an integer, the payload bits and the attribute flag bits masked off) and
+# unpacks the payloads with one struct; any other shape (IPv6, ICMP, zones) takes the
+# attribute walk.
 _TUPLE_SHAPE = (
     (52, 0),  # CTA_TUPLE_ORIG/REPLY (type filled in below)
     (20, _NLA_F_NESTED | CTA_TUPLE_IP),
@@ -162,8 +163,10 @@ def _fast_template() -> tuple[int, int]:
                 want += bytes(atype)
                 mask += bytes(atype)
             else:
-                want += _NLATTR.pack(length, _NLA_F_NESTED | direction if i == 0 else atype)
-                mask += b"\xff" * 4
+                kind = direction if i == 0 else atype
+                want += _NLATTR.pack(length, kind & _NLA_TYPE_MASK)
+                # the flag bits (NLA_F_NESTED, set by kernels since 5.2) left out
+                mask += _NLATTR.pack(0xFFFF, _NLA_TYPE_MASK)
     return int.from_bytes(want, "little"), int.from_bytes(mask, "little")
 
 
@@ -587,4 +590,3 @@ class ConntrackReader:
         keys: ActiveKeys | None = {} if active else None
         read, truncated = self.dump(lambda batch: add_entries(batch, pairs, keys), max_entries)
         return DumpResult(read, truncated, pairs, keys or {})
-
