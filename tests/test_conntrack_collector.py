@@ -222,12 +222,22 @@ def test_collector_dumps_on_its_own_interval() -> None:
     assert first.dump is not None and first.dump.result.truncated
     second = c.collect()
     assert reader.dumps == 1 and second.dump is first.dump  # not due yet: the last dump
-    c.interval = 0.0
+    # Due again: later dumps run on their own thread; the poll serves the last finished one.
     c._next_dump = 0.0
     reader.dump_error = NetlinkError(errno.ENOBUFS, "No buffer space available")
+    assert c.collect().dump is first.dump
+    c.wait_dump()
     failed = c.collect()
     assert failed.table == TableInfo(3, 100) and failed.dump is first.dump
     assert failed.errors == ("conntrack: No buffer space available",)
+    assert c.collect().errors == failed.errors  # reported until a dump succeeds
+    reader.dump_error = None
+    c._next_dump = 0.0
+    c.collect()
+    c.wait_dump()
+    again = c.collect()
+    assert again.errors == () and again.dump is not first.dump and reader.dumps == 2
+    c.close()
 
 
 def test_collector_refused_names_the_privilege() -> None:

@@ -141,6 +141,25 @@ def test_quiet_lab_equals_the_reference_tool(quiet: lab.Netns) -> None:
     assert got["dump"] == [len(ENTRIES), False]
 
 
+THREADED = r"""
+import json
+from exporter.collectors.conntrack import ConntrackCollector
+c = ConntrackCollector(interval=0.0)
+first = c.collect().dump                 # the first dump: within the poll
+c.collect()                              # the next one starts on its thread
+c.wait_dump(60)
+later = c.collect().dump                 # ... and is served once finished
+c.close()
+print(json.dumps([first.result.entries, later is not first,
+                  later.result.entries, later.result.truncated]))
+"""
+
+
+def test_later_dumps_run_beside_the_poll(quiet: lab.Netns) -> None:
+    got = json.loads(quiet.exec(sys.executable, "-c", THREADED))
+    assert got == [len(ENTRIES), True, len(ENTRIES), False]
+
+
 def test_dump_bound(quiet: lab.Netns) -> None:
     n = len(ENTRIES)
     assert read_in(quiet, bound=3)["read"] == [3, True]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,14 @@ def error_message(exc: OSError) -> str:
 
 
 class ConntrackCollector:
-    """Cheap figures every poll; the attribution dump every ``interval`` seconds."""
+    """Cheap figures every poll; the attribution dump every ``interval`` seconds.
+
+    The first dump runs within the poll (so the first scrape and ``check``
+    have it); later ones run on a thread of their own, so a dump of a large
+    table (seconds at a million entries) never holds up a poll: each poll
+    serves the last finished dump. A failed dump is reported (the collector's
+    ``errors``) until a dump succeeds again; the last good one is still served.
+    """
 
     name = "conntrack"
 
@@ -114,9 +122,14 @@ class ConntrackCollector:
         self.active = active
         self._reader = reader or ConntrackReader()
         self._dump: LastDump | None = None
+        self._dump_error = ""  # why the last dump failed; "" once one succeeded
         self._next_dump = 0.0  # monotonic time the next dump is due
+        self._thread: threading.Thread | None = None
 
     def close(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10.0)
         self._reader.close()
 
     def collect(self) -> ConntrackData:
@@ -127,17 +140,36 @@ class ConntrackCollector:
             raise CollectorError(error_message(exc)) from exc
         except ValueError as exc:
             raise CollectorError(f"conntrack (netlink): malformed reply: {exc}") from exc
-        errors: tuple[str, ...] = ()
         now = time.monotonic()
-        if now >= self._next_dump:
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
+        if now >= self._next_dump and self._thread is None:
             self._next_dump = now + self.interval
-            try:
-                self._dump = self.dump_now()
-            except OSError as exc:
-                errors = (error_message(exc),)
-            except ValueError as exc:
-                errors = (f"conntrack (netlink IPCTNL_MSG_CT_GET): malformed reply: {exc}",)
+            if self._dump is None:
+                self._run_dump()
+            else:
+                self._thread = threading.Thread(
+                    target=self._run_dump, name="conntrack-dump", daemon=True
+                )
+                self._thread.start()
+        errors = (self._dump_error,) if self._dump_error else ()
         return ConntrackData(table, events, self._dump, errors)
+
+    def wait_dump(self, timeout: float | None = None) -> None:
+        """Wait for a dump running on its thread to finish (tests, tools)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run_dump(self) -> None:
+        try:
+            self._dump = self.dump_now()
+        except OSError as exc:
+            self._dump_error = error_message(exc)
+        except ValueError as exc:
+            self._dump_error = f"conntrack (netlink IPCTNL_MSG_CT_GET): malformed reply: {exc}"
+        else:
+            self._dump_error = ""
 
     def dump_now(self) -> LastDump:
         """One attribution dump, timed; says so in the log when the bound stopped it."""
