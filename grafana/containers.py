@@ -1,4 +1,9 @@
-"""Containers: traffic per container and per network, top talkers, errors and drops."""
+"""Containers: traffic per container (or pod) and per network, top talkers, errors and drops.
+
+The ``namespace`` and ``pod`` variables are Kubernetes' (every ``netpath_container_*``
+series carries both, empty off Kubernetes); their "All" is ``.*``, which also matches
+the empty value, so on a Docker or Podman host they select everything.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from grafana.panels import (
 )
 
 UID = "netpath-containers"
-SEL = f'{INSTANCE}, network=~"$network", container=~"$container"'
+WORKLOAD = f'{INSTANCE}, namespace=~"$namespace", pod=~"$pod", container=~"$container"'
+SEL = f'{WORKLOAD}, network=~"$network"'
 RX = "netpath_container_network_receive_{}_total"
 TX = "netpath_container_network_transmit_{}_total"
 
@@ -49,18 +55,18 @@ def build() -> Dashboard:
         row("Overview"),
         single(
             "Running containers",
-            "Containers with a veth on this host.",
+            "Containers (or Kubernetes pods) with a veth on this host.",
             "short",
             [
                 query(
-                    f'count(netpath_container_info{{{INSTANCE}, container=~"$container"}})',
+                    f"count(netpath_container_info{{{WORKLOAD}}})",
                     instant=True,
                 )
             ],
         ),
         single(
             "Networks",
-            "Docker networks known to the exporter.",
+            "Networks known to the exporter (Docker, Podman or CNI networks).",
             "short",
             [
                 query(
@@ -124,13 +130,13 @@ def build() -> Dashboard:
         row("Per network"),
         graph(
             "Received per network",
-            "Bytes per second into the containers of each Docker network.",
+            "Bytes per second into the containers of each network.",
             "Bps",
             [query(_rate(RX.format("bytes"), "network"), "{{network}}")],
         ),
         graph(
             "Sent per network",
-            "Bytes per second out of the containers of each Docker network.",
+            "Bytes per second out of the containers of each network.",
             "Bps",
             [query(_rate(TX.format("bytes"), "network"), "{{network}}")],
         ),
@@ -151,11 +157,11 @@ def build() -> Dashboard:
         row("Inventory"),
         grid(
             "Container interfaces",
-            "Each container's interface per network: host veth, bridge, address, image.",
+            "Each container's interface per network: host veth, bridge, address, image, runtime.",
             [
                 query(
                     f"netpath_container_interface_info{{{SEL}}} * on (instance, container_id) "
-                    "group_left (image, compose_project, compose_service) "
+                    "group_left (image, compose_project, compose_service, runtime) "
                     f"netpath_container_info{{{INSTANCE}}}",
                     table=True,
                 )
@@ -164,7 +170,8 @@ def build() -> Dashboard:
         ),
         grid(
             "Networks",
-            "Docker networks: bridge, subnet, gateway, driver.",
+            "Networks: bridge, subnet, gateway, driver (per network, whatever the "
+            "namespace and pod).",
             [query(f'netpath_network_info{{{INSTANCE}, network=~"$network"}}', table=True)],
             hide=("Time", "Value", "__name__", "job", "instance"),
         ),
@@ -172,9 +179,21 @@ def build() -> Dashboard:
     return build_dashboard(
         UID,
         "netpath / Containers",
-        "Traffic of each container and Docker network on a host, as the host's veths count it.",
+        "Traffic of each container (or Kubernetes pod) and network on a host, as the host's "
+        "veths count it.",
         [
             instance_variable(),
+            query_variable(
+                "namespace",
+                "Namespace",
+                'label_values(netpath_container_info{instance=~"$instance"}, namespace)',
+            ),
+            query_variable(
+                "pod",
+                "Pod",
+                'label_values(netpath_container_info{instance=~"$instance", '
+                'namespace=~"$namespace"}, pod)',
+            ),
             query_variable(
                 "network",
                 "Network",
@@ -183,7 +202,8 @@ def build() -> Dashboard:
             query_variable(
                 "container",
                 "Container",
-                'label_values(netpath_container_info{instance=~"$instance"}, container)',
+                'label_values(netpath_container_info{instance=~"$instance", '
+                'namespace=~"$namespace", pod=~"$pod"}, container)',
             ),
         ],
         items,

@@ -1,4 +1,9 @@
-"""Firewall and NAT: Docker's drops per network and reason, published ports, NAT, rules."""
+"""Firewall and NAT: the firewall managers' drops per network and reason, published ports,
+NAT, rules.
+
+The meaning families are manager-neutral (``manager``: docker, netavark, cni, kube-proxy);
+the panels group by ``manager`` so that two managers' networks of one name stay apart.
+"""
 
 from __future__ import annotations
 
@@ -29,14 +34,16 @@ def build() -> Dashboard:
     items: list[PanelBuilder] = [
         row("Overview"),
         single(
-            "Docker firewall layout",
-            "How this Docker version lays out its rules (classic, forward-chains, v29-iptables, "
-            "v29-nftables). On v29 layouts traffic from other networks counts as unpublished "
-            "or direct_access.",
+            "Firewall layout",
+            "Each firewall manager on this host and how its version lays out its rules "
+            "(Docker: classic, forward-chains, v29-iptables, v29-nftables). On Docker's v29 "
+            "layouts traffic from other networks counts as unpublished or direct_access.",
             "none",
             [
                 query(
-                    f"netpath_docker_firewall_layout_info{{{INSTANCE}}}", "{{layout}}", instant=True
+                    f"netpath_firewall_layout_info{{{INSTANCE}}}",
+                    "{{manager}} {{layout}}",
+                    instant=True,
                 )
             ],
             names=True,
@@ -55,12 +62,13 @@ def build() -> Dashboard:
             names=True,
         ),
         single(
-            "Dropped by Docker's rules",
-            "Packets per second dropped by the DROP rules Docker installs, all networks.",
+            "Dropped by managers' rules",
+            "Packets per second dropped by the DROP rules the firewall managers (Docker, "
+            "Podman's netavark, CNI plugins, kube-proxy) install, all networks.",
             "pps",
             [
                 query(
-                    f"sum(rate(netpath_docker_dropped_packets_total{{{NET}}}[{RATE}]))",
+                    f"sum(rate(netpath_dropped_packets_total{{{NET}}}[{RATE}]))",
                     instant=True,
                 )
             ],
@@ -83,15 +91,16 @@ def build() -> Dashboard:
         row("Drops"),
         graph(
             "Dropped packets per network and reason",
-            "Docker's DROP rules per destination network. isolation: from another Docker "
+            "The managers' DROP rules per destination network. isolation: from another "
             "network; unpublished: to a port not published (on Docker 29 also from other "
-            "networks); direct_access: straight to a container IP; icc; internal.",
+            "networks); direct_access: straight to a container IP; icc; internal; invalid; "
+            "no_endpoints; source_range.",
             "pps",
             [
                 query(
-                    "sum by (network, reason) "
-                    f"(rate(netpath_docker_dropped_packets_total{{{NET}}}[{RATE}]))",
-                    "{{network}} {{reason}}",
+                    "sum by (manager, network, reason) "
+                    f"(rate(netpath_dropped_packets_total{{{NET}}}[{RATE}]))",
+                    "{{manager}} {{network}} {{reason}}",
                 )
             ],
         ),
@@ -101,9 +110,9 @@ def build() -> Dashboard:
             "Bps",
             [
                 query(
-                    "sum by (network, reason) "
-                    f"(rate(netpath_docker_dropped_bytes_total{{{NET}}}[{RATE}]))",
-                    "{{network}} {{reason}}",
+                    "sum by (manager, network, reason) "
+                    f"(rate(netpath_dropped_bytes_total{{{NET}}}[{RATE}]))",
+                    "{{manager}} {{network}} {{reason}}",
                 )
             ],
         ),
@@ -123,14 +132,14 @@ def build() -> Dashboard:
         ),
         graph(
             "Forwarded packets per network and direction",
-            "Docker's per-network ACCEPT rules: outbound (out of the network), inbound "
+            "The managers' per-network ACCEPT rules: outbound (out of the network), inbound "
             "(replies and published ports), internal (within the network).",
             "pps",
             [
                 query(
-                    "sum by (network, direction) "
-                    f"(rate(netpath_docker_forwarded_packets_total{{{NET}}}[{RATE}]))",
-                    "{{network}} {{direction}}",
+                    "sum by (manager, network, direction) "
+                    f"(rate(netpath_forwarded_packets_total{{{NET}}}[{RATE}]))",
+                    "{{manager}} {{network}} {{direction}}",
                 )
             ],
         ),
@@ -143,7 +152,7 @@ def build() -> Dashboard:
             [
                 query(
                     "sum by (container, protocol, host_port, container_port) "
-                    f"(rate(netpath_docker_published_port_connections_total{{{NET}}}[{RATE}]))",
+                    f"(rate(netpath_published_port_connections_total{{{NET}}}[{RATE}]))",
                     "{{container}} {{host_port}}->{{container_port}}/{{protocol}}",
                 )
             ],
@@ -151,13 +160,13 @@ def build() -> Dashboard:
         graph(
             "Masquerade per network",
             "New outbound connections per second leaving each network through NAT "
-            "(the network's MASQUERADE rule).",
+            "(the network's MASQUERADE rule, or its pods' rules summed after the rate).",
             "cps",
             [
                 query(
-                    "sum by (network) "
-                    f"(rate(netpath_docker_masquerade_connections_total{{{NET}}}[{RATE}]))",
-                    "{{network}}",
+                    "sum by (manager, network) "
+                    f"(rate(netpath_masquerade_connections_total{{{NET}}}[{RATE}]))",
+                    "{{manager}} {{network}}",
                 )
             ],
         ),
@@ -195,15 +204,15 @@ def build() -> Dashboard:
     return build_dashboard(
         UID,
         "netpath / Firewall and NAT",
-        "What Docker's firewall rules do with container traffic: drops by reason, published "
-        "ports, masquerade, FORWARD policy, the busiest rules.",
+        "What the firewall managers' rules (Docker, Podman, CNI, kube-proxy) do with "
+        "container traffic: drops by reason, published ports, masquerade, FORWARD policy, "
+        "the busiest rules.",
         [
             instance_variable(),
             query_variable(
                 "network",
                 "Network",
-                'label_values(netpath_docker_forwarded_packets_total{instance=~"$instance"}, '
-                "network)",
+                'label_values(netpath_forwarded_packets_total{instance=~"$instance"}, network)',
             ),
             query_variable(
                 "chain",

@@ -7,17 +7,24 @@ touches the machine's own network namespace.
 
 from __future__ import annotations
 
+import compileall
+import importlib.metadata
 import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from prometheus_client.parser import text_string_to_metric_families
 
 # The seed's ruleset (shared/fixtures/ of the project), kept in the repository so a
@@ -64,6 +71,122 @@ def as_user(caps: Sequence[str], groups: Sequence[int] = ()) -> list[str]:
         f"--bounding-set={spec}",
         "--no-new-privs",
     ]
+
+
+# --------------------------------------------------------------------------
+# The exporter as another user: a copy every user can read
+# --------------------------------------------------------------------------
+
+DIST = "netpath-exporter"
+PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
+
+
+@dataclass(frozen=True)
+class PublicInstall:
+    """The exporter and its runtime dependencies in a directory every user can read,
+    with an interpreter every user can run.
+
+    The checkout and its ``.venv`` may sit under a directory only root can enter
+    (a clone in ``/root`` or in ``mktemp -d``, mode 0700): a process run as
+    ``nobody`` must need neither. Get one with :func:`public_install`.
+    """
+
+    python: str
+    dir: Path  # holds exporter/ and the runtime dependencies, as pip --target would
+
+    def argv(self, *args: str) -> list[str]:
+        """``python ARGS`` importing from :attr:`dir` and the standard library only:
+        ``-P`` keeps the working directory (perhaps the checkout) off ``sys.path``,
+        ``-S`` every site-packages (so the declared runtime dependencies must suffice)."""
+        return [self.python, "-P", "-S", *args]
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: this process's environment) with PYTHONPATH set to :attr:`dir`."""
+        env = dict(os.environ if base is None else base)
+        env["PYTHONPATH"] = str(self.dir)
+        env.pop("PYTHONHOME", None)
+        return env
+
+
+def _open_to_others(path: Path, mode: int) -> bool:
+    """Whether a user that is neither owner nor group can reach ``path`` with ``mode``
+    (``stat.S_IROTH`` etc.): every directory above it must be searchable by others."""
+    try:
+        if not os.stat(path).st_mode & mode:
+            return False
+        return all(os.stat(d).st_mode & stat.S_IXOTH for d in path.resolve().parents)
+    except OSError:
+        return False
+
+
+def _public_python() -> str:
+    """An interpreter of this Python version that others can run and whose standard
+    library they can read: the venv's base interpreter, else the system's one."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [
+        (Path(sys.executable).resolve(), Path(sys.base_prefix) / "lib" / version),
+        (Path("/usr/bin") / version, Path("/usr/lib") / version),
+        (Path("/usr/local/bin") / version, Path("/usr/local/lib") / version),
+    ]
+    for exe, stdlib in candidates:
+        ran = stat.S_IXOTH | stat.S_IROTH
+        if _open_to_others(exe, ran) and _open_to_others(stdlib / "os.py", stat.S_IROTH):
+            return str(exe)
+    tried = ", ".join(str(exe) for exe, _ in candidates)
+    raise RuntimeError(f"no {version} that other users can run and read (tried {tried})")
+
+
+def _runtime_distributions() -> dict[str, importlib.metadata.Distribution]:
+    """The exporter's runtime dependencies, transitively, without extras."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [Requirement(r) for r in importlib.metadata.distribution(DIST).requires or []]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in found or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        found[name] = dist = importlib.metadata.distribution(name)
+        todo += [Requirement(r) for r in dist.requires or []]
+    return found
+
+
+def _build_public_install() -> PublicInstall:
+    python = _public_python()
+    root = Path(tempfile.mkdtemp(prefix="netpath-public-"))
+    try:
+        shutil.copytree(PACKAGE, root / "exporter", ignore=shutil.ignore_patterns("__pycache__"))
+        for dist in _runtime_distributions().values():
+            site = Path(str(dist.locate_file(""))).resolve()
+            for file in dist.files or []:
+                src = Path(str(dist.locate_file(file))).resolve()
+                if site not in src.parents or not src.is_file():
+                    continue  # scripts in bin/, files RECORD lists but pip left out
+                dst = root / src.relative_to(site)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        compileall.compile_dir(root / "exporter", quiet=1)  # others cannot write __pycache__
+        for d, _, files in os.walk(root):
+            os.chmod(d, 0o755)  # noqa: S103 - for every user: the point of this copy
+            for f in files:
+                p = os.path.join(d, f)
+                os.chmod(p, os.stat(p).st_mode | 0o444)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return PublicInstall(python, root)
+
+
+_PUBLIC_INSTALL = pytest.StashKey[PublicInstall]()
+
+
+def public_install(config: pytest.Config) -> PublicInstall:
+    """The session's :class:`PublicInstall`: built on first use (a copy of the package
+    and its runtime dependencies, no network), removed when the session ends."""
+    if _PUBLIC_INSTALL not in config.stash:
+        made = _build_public_install()
+        config.add_cleanup(lambda: shutil.rmtree(made.dir, ignore_errors=True))
+        config.stash[_PUBLIC_INSTALL] = made
+    return config.stash[_PUBLIC_INSTALL]
 
 
 class Netns:

@@ -119,9 +119,31 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
                 quiet.add(check["alertname"])
     assert set(firing) == EXPECTED, EXPECTED - set(firing)
     assert quiet == EXPECTED, EXPECTED - quiet
-    # Isolation drops in the classic shape and in both Docker 29 shapes.
-    reasons = {labels["reason"] for labels in firing["NetpathIsolationTrafficDropped"]}
-    assert reasons == {"isolation", "unpublished", "direct_access"}
+    # Isolation drops in Docker's classic shape, in both Docker 29 shapes, and on a
+    # Podman network created with --opt isolate=true.
+    shapes = {(a["manager"], a["reason"]) for a in firing["NetpathIsolationTrafficDropped"]}
+    assert shapes == {
+        ("docker", "isolation"),
+        ("docker", "unpublished"),
+        ("docker", "direct_access"),
+        ("netavark", "isolation"),
+    }
+
+
+def test_alerts_select_the_manager_neutral_families() -> None:
+    """0.2: no netpath_docker_* name, no collector "containers"; every meaning alert keeps
+    the manager label, and only Docker's layout turns unpublished drops into isolation."""
+    text = RULES.read_text() + RULE_TESTS.read_text()
+    assert "netpath_docker_" not in text
+    assert 'collector="containers"' not in text
+    rules = {r["alert"]: r for r in alerts()}
+    for name in ("NetpathIsolationTrafficDropped", "NetpathUnpublishedTrafficDropped"):
+        expr = rules[name]["expr"]
+        assert "netpath_dropped_packets_total" in expr
+        assert re.search(r"sum by \([^)]*\bmanager\b", expr), name
+    isolation = rules["NetpathIsolationTrafficDropped"]["expr"]
+    assert 'netpath_dropped_packets_total{reason="isolation"}' in isolation  # any manager
+    assert 'netpath_firewall_layout_info{manager="docker", layout=~' in isolation
 
 
 def test_github_anchor_rule() -> None:

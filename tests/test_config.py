@@ -147,3 +147,19 @@ def test_docker_host_default_from_environment(monkeypatch: pytest.MonkeyPatch) -
     assert Config().docker.resolved_host() == "unix:///run/other.sock"
     monkeypatch.delenv("DOCKER_HOST")
     assert Config().docker.resolved_host() == "unix:///var/run/docker.sock"
+
+
+def test_example_config_names_every_collector() -> None:
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    assert set(example["collectors"]) == set(COLLECTORS)
+
+
+def test_the_containers_collector_is_now_docker_without_alias() -> None:
+    """0.2 renamed the collector `containers` to `docker`: key, flag and label alike."""
+    assert "docker" in COLLECTORS and "containers" not in COLLECTORS
+    with pytest.raises(ConfigError, match=r"collectors\.containers: unknown key"):
+        parse_config({"collectors": {"containers": False}}, "config file x.yaml")
+    cfg = apply_flags(Config(), build_parser().parse_args(["--no-collector.docker"]))
+    assert not cfg.enabled("docker") and cfg.enabled("firewall")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--no-collector.containers"])

@@ -144,6 +144,8 @@ def expected_interfaces(dl: DockerLab, name: str) -> list[dict[str, Any]]:
                 "interface": veth["ifname"],
                 "ip": net["Containers"][cid]["IPv4Address"].split("/")[0],
                 "mac": mac,
+                "namespace": "",
+                "pod": "",
                 "value": 1,
             }
         )
@@ -178,7 +180,8 @@ def test_every_container_maps_to_exactly_its_veth(topo: DockerLab, probe: NetnsP
         [
             {"container": name, "container_id": ids[name][:12], "image": IMAGE,
              "compose_project": "shop" if name == "c-both" else "",
-             "compose_service": "both" if name == "c-both" else "", "value": 1}
+             "compose_service": "both" if name == "c-both" else "", "runtime": "docker",
+             "namespace": "", "pod": "", "value": 1}
             for name in ids
         ],
         key=key,

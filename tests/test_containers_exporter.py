@@ -131,7 +131,7 @@ def test_exporter_follows_containers_and_survives_dockerd_outage(
         return names == {"x-default", "x-web"}
 
     got = within_two_polls(exporter, both_up)
-    assert success(got, "containers") == 1
+    assert success(got, "docker") == 1
     assert success(got, "firewall") == 1
     chains_before = chains(got)
     assert any(c[2:] == ("filter", "DOCKER-USER") for c in chains_before), chains_before
@@ -156,7 +156,7 @@ def test_exporter_follows_containers_and_survives_dockerd_outage(
 
     dl.stop()
     try:
-        got = within_two_polls(exporter, lambda g: success(g, "containers") == 0)
+        got = within_two_polls(exporter, lambda g: success(g, "docker") == 0)
         assert success(got, "links") == 1 and success(got, "firewall") == 1
         assert series(got, "netpath_interface_info", interface="docker0")
         assert chains(got) == chains_before
@@ -165,7 +165,7 @@ def test_exporter_follows_containers_and_survives_dockerd_outage(
         dl.start()
 
     def back(got: Samples) -> bool:
-        return success(got, "containers") == 1 and bool(
+        return success(got, "docker") == 1 and bool(
             series(got, "netpath_container_interface_info", container="x-web")
         )
 

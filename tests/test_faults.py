@@ -398,7 +398,7 @@ def test_dockerd_killed_and_restarted_mid_poll(
         containerd_pid.unlink(missing_ok=True)
         down = e.scraper.wait_for(
             "the containers collector to report the outage",
-            lambda g: success(g).get("containers") == 0,
+            lambda g: success(g).get("docker") == 0,
         )
         assert success(down)["links"] == 1
         dl.stop()  # reap, and stop the containerd the killed dockerd left
@@ -406,7 +406,7 @@ def test_dockerd_killed_and_restarted_mid_poll(
         dl.run_sleeper("fault-after")
         got = e.scraper.wait_for(
             "the exporter to follow the new dockerd",
-            lambda g: success(g).get("containers") == 1 and "fault-after" in containers_seen(g),
+            lambda g: success(g).get("docker") == 1 and "fault-after" in containers_seen(g),
         )
     finally:
         stop.set()

@@ -4,7 +4,8 @@ A lab host holds every backend: the seed's ruleset in iptables-nft and in
 iptables-legacy (IPv4), a classic Docker ip6tables ruleset in
 ip6tables-legacy. The collector polls there twice as ``nobody`` via
 ``setpriv`` holding only the given capabilities (inheritable, ambient and
-bounding sets: lab.as_user, as in tests/test_privileges.py), with or without the
+bounding sets: lab.as_user, as in tests/test_privileges.py; from the copy of the
+package every user can read, lab.public_install), with or without the
 supplementary group root that reads /proc/net/ip{,6}_tables_names (mode 0440
 root:root). Each message is asserted whole: it names the file, the socket or
 the request that was refused and the one privilege that grants it.
@@ -17,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from exporter.firewall.collector import os_error_message, permission_hint
 from exporter.netlink import xtables
 from exporter.netlink.netfilter import NetlinkError
 
-REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "firewall"
 ALL_CAPS = ("net_admin", "net_raw")
 
@@ -78,11 +77,20 @@ def _getsockopt(fam: str, table: str) -> str:
     return GETSOCKOPT.format(fam=fam, opt=opt, table=table)
 
 
-def two_polls(ns: lab.Netns, caps: Sequence[str], groups: Sequence[int]) -> list[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def public(request: pytest.FixtureRequest) -> lab.PublicInstall:
+    """The exporter where nobody can read it, wherever the checkout is."""
+    return lab.public_install(request.config)
+
+
+def two_polls(
+    ns: lab.Netns, public: lab.PublicInstall, caps: Sequence[str], groups: Sequence[int]
+) -> list[dict[str, Any]]:
     user = lab.as_user(caps, groups)
     proc = subprocess.run(
-        ["nsenter", f"--net={ns.path}", *user, sys.executable, "-c", TWO_POLLS],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        ["nsenter", f"--net={ns.path}", *user, *public.argv("-c", TWO_POLLS)],
+        capture_output=True, text=True, timeout=60, cwd=public.dir, env=public.env(),
+        check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
@@ -113,9 +121,10 @@ def host() -> Iterator[tuple[lab.Netns, dict[str, str]]]:
 @pytest.mark.lab
 def test_everything_reads_with_both_capabilities_and_group_root(
     host: tuple[lab.Netns, dict[str, str]],
+    public: lab.PublicInstall,
 ) -> None:
     ns, _ = host
-    polls = two_polls(ns, ALL_CAPS, [0])
+    polls = two_polls(ns, public, ALL_CAPS, [0])
     assert polls == [{"errors": [], "read": ["ipv4 iptables-legacy", "ipv4 iptables-nft",
                                             "ipv6 iptables-legacy"]}] * 2  # fmt: skip
 
@@ -123,9 +132,10 @@ def test_everything_reads_with_both_capabilities_and_group_root(
 @pytest.mark.lab
 def test_without_group_root_the_names_file_is_named(
     host: tuple[lab.Netns, dict[str, str]],
+    public: lab.PublicInstall,
 ) -> None:
     ns, _ = host
-    polls = two_polls(ns, ALL_CAPS, [])
+    polls = two_polls(ns, public, ALL_CAPS, [])
     want = {"errors": [_names_file("ipv4"), _names_file("ipv6")], "read": ["ipv4 iptables-nft"]}
     assert polls == [want, want]
 
@@ -133,9 +143,10 @@ def test_without_group_root_the_names_file_is_named(
 @pytest.mark.lab
 def test_without_cap_net_raw_the_raw_socket_is_named(
     host: tuple[lab.Netns, dict[str, str]],
+    public: lab.PublicInstall,
 ) -> None:
     ns, _ = host
-    polls = two_polls(ns, ("net_admin",), [0])
+    polls = two_polls(ns, public, ("net_admin",), [0])
     want = {"errors": [_raw_socket("ipv4"), _raw_socket("ipv6")], "read": ["ipv4 iptables-nft"]}
     assert polls == [want, want]
 
@@ -143,9 +154,10 @@ def test_without_cap_net_raw_the_raw_socket_is_named(
 @pytest.mark.lab
 def test_without_cap_net_admin_the_requests_are_named(
     host: tuple[lab.Netns, dict[str, str]],
+    public: lab.PublicInstall,
 ) -> None:
     ns, first = host
-    polls = two_polls(ns, ("net_raw",), [0])
+    polls = two_polls(ns, public, ("net_raw",), [0])
     # nothing at all could be read: the collector fails with every reason
     message = "; ".join([NETLINK, _getsockopt("ipv4", first["ipv4"]),
                          _getsockopt("ipv6", first["ipv6"])])  # fmt: skip
@@ -155,9 +167,10 @@ def test_without_cap_net_admin_the_requests_are_named(
 @pytest.mark.lab
 def test_without_any_privilege_each_backend_names_its_first_refusal(
     host: tuple[lab.Netns, dict[str, str]],
+    public: lab.PublicInstall,
 ) -> None:
     ns, _ = host
-    polls = two_polls(ns, (), [])
+    polls = two_polls(ns, public, (), [])
     message = "; ".join([NETLINK, _names_file("ipv4"), _names_file("ipv6")])
     assert polls == [{"collector_error": message}] * 2
 

@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +104,22 @@ class Agent:
         ns: lab.Netns,
         config: dict[str, Any] | None = None,
         *,
-        prefix: tuple[str, ...] = (),
+        prefix: Sequence[str] = (),
+        public: lab.PublicInstall | None = None,
     ) -> None:
+        """``prefix`` goes before the interpreter; with ``public`` (for another user) the
+        agent runs from that copy of the package instead of the checkout."""
+        python = public.argv() if public is not None else [sys.executable]
         self.proc = ns.popen(
             *prefix,
-            sys.executable,
+            *python,
             "-c",
             AGENT,
             json.dumps(config or {}),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            cwd=str(REPO),
+            cwd=str(public.dir if public is not None else REPO),
+            env=public.env() if public is not None else None,
         )
 
     def collect(self) -> dict[str, Any]:
@@ -487,9 +492,9 @@ def test_timeout_is_reported(fwlab: FwLab, tmp_path: Path) -> None:
         agent.close()
 
 
-def test_not_root_fails_clearly(fwlab: FwLab) -> None:
+def test_not_root_fails_clearly(fwlab: FwLab, request: pytest.FixtureRequest) -> None:
     nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-    agent = Agent(fwlab.host, prefix=nobody)
+    agent = Agent(fwlab.host, prefix=nobody, public=lab.public_install(request.config))
     try:
         reply = agent.collect()
     finally:

@@ -4,6 +4,7 @@ a datasource variable, only the metric contract's names, provisioning that parse
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,17 +96,67 @@ def test_queries_use_only_the_contract_metric_names() -> None:
             unknown = {n for n in names if not promql.allowed(n, contract)}
             assert not unknown, f"{name}: {expr} uses {unknown}, not in docs/metrics.md"
             used |= names
-    # The dashboards cover the contract's Docker meaning, containers and host families.
+    # The dashboards cover the contract's meaning, containers and host families.
     for family in (
-        "netpath_docker_dropped_packets_total",
-        "netpath_docker_published_port_connections_total",
-        "netpath_docker_masquerade_connections_total",
+        "netpath_dropped_packets_total",
+        "netpath_published_port_connections_total",
+        "netpath_masquerade_connections_total",
+        "netpath_forwarded_packets_total",
+        "netpath_firewall_layout_info",
         "netpath_container_network_receive_bytes_total",
         "netpath_ip_forwarding_enabled",
         "netpath_route_info",
         "netpath_collector_success",
     ):
         assert family in used
+
+
+def test_no_name_of_before_0_2_is_left() -> None:
+    """0.2 renamed the Docker-only families and the collector, with no aliases."""
+    contract = promql.parse_contract_metrics(CONTRACT.read_text())
+    assert not {n for n in contract if n.startswith("netpath_docker_")}
+    for name, text in build.build_dashboards().items():
+        assert "netpath_docker_" not in text, name
+        assert 'collector=\\"containers\\"' not in text, name
+
+
+def test_meaning_panels_keep_managers_apart() -> None:
+    """Two managers' networks of one name (docker's and netavark's "web") are two series."""
+    d = committed()["netpath-firewall.json"]
+    for title, ref, expr in promql.panel_queries(d):
+        grouped = re.findall(r"sum by \(([^)]*)\) \(rate\(netpath_(?:dropped|forwarded|masq)", expr)
+        for labels in grouped:
+            assert "manager" in labels, (title, ref, expr)
+    layout = [e for _, _, e in promql.panel_queries(d) if "netpath_firewall_layout_info" in e]
+    assert layout
+
+
+WORKLOAD_VARIABLES = ("namespace", "pod")
+
+
+def test_containers_dashboard_filters_by_namespace_and_pod_with_all_by_default() -> None:
+    d = committed()["netpath-containers.json"]
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    for name in WORKLOAD_VARIABLES:
+        var = variables[name]
+        assert var["type"] == "query" and var["includeAll"] and var["multi"], name
+        # "All" is .*, which matches the empty label of Docker and Podman containers too.
+        assert var["allValue"] == ".*", name
+        assert var["current"]["value"] == ["$__all"], name
+        selector, label = promql.parse_label_values(promql.variable_queries(d)[name])
+        assert label == name and "netpath_container_info" in selector
+    # pod follows namespace, container follows both.
+    assert 'namespace=~"$namespace"' in promql.variable_queries(d)["pod"]
+    assert 'pod=~"$pod"' in promql.variable_queries(d)["container"]
+    filtered = 0
+    for title, ref, expr in promql.panel_queries(d):
+        for selector in re.findall(r"netpath_container_\w+\{[^}]*\}", expr):
+            if selector.startswith("netpath_container_info{") and "group_left" in expr:
+                continue  # the join's right side: the left side carries the filter
+            for name in WORKLOAD_VARIABLES:
+                assert f'{name}=~"${name}"' in selector, (title, ref, selector)
+            filtered += 1
+    assert filtered >= 10
 
 
 def test_every_variable_a_query_uses_is_defined() -> None:

@@ -8,7 +8,9 @@ socket. A non-root user reading iptables-legacy also needs read access to
 systemd unit and the Kubernetes DaemonSet do, that last point does not arise.)
 
 Each process here runs as ``nobody`` via ``setpriv`` with the capabilities as
-inheritable, ambient and bounding sets (nothing else), inside a lab namespace.
+inheritable, ambient and bounding sets (nothing else), inside a lab namespace,
+from the session's copy of the package that every user can read
+(``lab.public_install``: the checkout may sit where nobody cannot enter).
 The degradation tests drop one privilege at a time and record, through
 ``netpath-exporter check``, what stops working; the table is printed.
 """
@@ -19,10 +21,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dockerlab
 import lab
@@ -30,7 +30,6 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parent.parent
 CAPS = ("net_admin", "net_raw", "sys_ptrace")
 NATIVE_NFT = """table inet np_lab {
   chain labfwd {
@@ -48,20 +47,30 @@ def need_setpriv() -> None:
             pytest.skip(f"least-privilege tests need `{tool}`")
 
 
-def exporter(ns: lab.Netns, user: list[str], *args: str) -> list[str]:
-    return ["nsenter", f"--net={ns.path}", *user, sys.executable, "-m", "exporter", *args]
+@pytest.fixture(scope="module")
+def public(request: pytest.FixtureRequest) -> lab.PublicInstall:
+    """The exporter where nobody can read it, wherever the checkout is."""
+    return lab.public_install(request.config)
+
+
+def exporter(ns: lab.Netns, user: list[str], public: lab.PublicInstall, *args: str) -> list[str]:
+    return ["nsenter", f"--net={ns.path}", *user, *public.argv("-m", "exporter", *args)]
 
 
 def run_check(
-    ns: lab.Netns, user: list[str], *args: str, env: dict[str, str] | None = None
+    ns: lab.Netns,
+    user: list[str],
+    public: lab.PublicInstall,
+    *args: str,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     proc = subprocess.run(
-        exporter(ns, user, "check", *args),
+        exporter(ns, user, public, "check", *args),
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=REPO,
-        env=env,
+        cwd=public.dir,
+        env=public.env(env),
         check=False,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -90,14 +99,19 @@ class Daemon:
     """The exporter daemon as ``user`` inside ``ns``, scraped with curl from inside too."""
 
     def __init__(
-        self, ns: lab.Netns, user: list[str], *args: str, env: dict[str, str] | None = None
+        self,
+        ns: lab.Netns,
+        user: list[str],
+        public: lab.PublicInstall,
+        *args: str,
+        env: dict[str, str] | None = None,
     ):
         self.ns = ns
         self.port = lab.free_port()
         self.proc = subprocess.Popen(
-            exporter(ns, user, f"--web.listen-address=127.0.0.1:{self.port}",
+            exporter(ns, user, public, f"--web.listen-address=127.0.0.1:{self.port}",
                      "--poll.interval=300ms", *args),
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=public.dir, env=public.env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
 
     def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -162,8 +176,10 @@ def fw_host() -> Iterator[lab.Netns]:
         yield host
 
 
-def test_nobody_with_the_documented_privileges_reads_every_backend(fw_host: lab.Netns) -> None:
-    d = Daemon(fw_host, lab.as_user(CAPS, groups=[0]), "--no-collector.docker")
+def test_nobody_with_the_documented_privileges_reads_every_backend(
+    fw_host: lab.Netns, public: lab.PublicInstall
+) -> None:
+    d = Daemon(fw_host, lab.as_user(CAPS, groups=[0]), public, "--no-collector.docker")
     try:
         got = d.scrape_when("a poll as nobody", success)
     finally:
@@ -210,9 +226,15 @@ FW_MATRIX: list[tuple[str, tuple[str, ...], list[int], dict[str, str]]] = [
     ("label", "caps", "groups", "expect"), FW_MATRIX, ids=[m[0] for m in FW_MATRIX]
 )
 def test_what_degrades_without_each_privilege(
-    fw_host: lab.Netns, label: str, caps: tuple[str, ...], groups: list[int], expect: dict[str, str]
+    fw_host: lab.Netns,
+    public: lab.PublicInstall,
+    *,
+    label: str,
+    caps: tuple[str, ...],
+    groups: list[int],
+    expect: dict[str, str],
 ) -> None:
-    rc, out = run_check(fw_host, lab.as_user(caps, groups), "--no-collector.docker")
+    rc, out = run_check(fw_host, lab.as_user(caps, groups), public, "--no-collector.docker")
     fails = failed(out)
     print(f"\n{label}: exit {rc}; failing: " + ("; ".join(
         f"{t}: {' | '.join(v)}" for t, v in fails.items()) or "nothing"))  # fmt: skip
@@ -245,7 +267,7 @@ def reachable_lab(dockerd: dockerlab.DockerLab) -> Iterator[tuple[dockerlab.Dock
 
 @pytest.mark.docker
 def test_nobody_with_the_documented_privileges_maps_containers(
-    reachable_lab: tuple[dockerlab.DockerLab, int],
+    reachable_lab: tuple[dockerlab.DockerLab, int], public: lab.PublicInstall
 ) -> None:
     dl, sock_gid = reachable_lab
     st = os.stat(dl.sock)
@@ -254,10 +276,8 @@ def test_nobody_with_the_documented_privileges_maps_containers(
         dl.run_sleeper(name)
     names = {"priv-a", "priv-b"}
     env = dl.env()
-    everyone = {
-        "links": 1, "containers": 1, "firewall": 1, "sysctl": 1, "routes": 1, "conntrack": 1
-    }  # fmt: skip
-    d = Daemon(dl.netns, lab.as_user(CAPS, groups=[0, sock_gid]), env=env)
+    everyone = {"links": 1, "docker": 1, "firewall": 1, "sysctl": 1, "routes": 1, "conntrack": 1}
+    d = Daemon(dl.netns, lab.as_user(CAPS, groups=[0, sock_gid]), public, env=env)
     try:
         got = d.scrape_when(
             "both containers' counters and every collector succeeding",
@@ -283,11 +303,11 @@ def test_nobody_with_the_documented_privileges_maps_containers(
     rows = []
     for label, caps, groups, topic, text in [
         ("documented set", CAPS, [0, sock_gid], None, ""),
-        ("without CAP_SYS_PTRACE", ("net_admin", "net_raw"), [0, sock_gid], "containers",
+        ("without CAP_SYS_PTRACE", ("net_admin", "net_raw"), [0, sock_gid], "docker",
          "network namespaces cannot be opened"),
-        ("without the socket's group", CAPS, [0], "containers", "Permission denied"),
+        ("without the socket's group", CAPS, [0], "docker", "Permission denied"),
     ]:  # fmt: skip
-        rc, out = run_check(dl.netns, lab.as_user(caps, groups), env=env)
+        rc, out = run_check(dl.netns, lab.as_user(caps, groups), public, env=env)
         fails = failed(out)
         rows.append(f"{label}: exit {rc}; failing: {fails or 'nothing'}")
         if topic is None:

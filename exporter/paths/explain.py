@@ -1199,7 +1199,6 @@ def run_explain(
     quiet = logging.getLogger("netpath.poller")
     was_disabled, quiet.disabled = quiet.disabled, True
     try:
-        t0 = time.monotonic()
         first = poller.poll_once().poll
         view = first.view
         assert view is not None
@@ -1220,7 +1219,8 @@ def run_explain(
         before = None
         poll = first
         if interval > 0:
-            time.sleep(max(0.0, t0 + interval - time.monotonic()))
+            # The counters were read at the end of the first poll: the window starts there.
+            time.sleep(max(0.0, first.timestamp + interval - time.time()))
             poll = poller.poll_once().poll
             seconds = poll.timestamp - first.timestamp
             if first.view is not None and first.view.links is not None:

@@ -1,12 +1,16 @@
-"""HTTP: landing page, metrics, health; scrapes only read the latest snapshot."""
+"""HTTP serving: the listener, and the pages (metrics, landing, packet paths, health).
+
+Scrapes only read the poller's latest snapshot. What the web config asks of a
+connection (TLS) and of a request (rate limit, basic auth, headers) is
+:mod:`exporter.web.security`'s and :mod:`exporter.web.tls`'s; this module only
+applies it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import socket
-import ssl
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,17 +19,12 @@ from typing import Any, ClassVar
 from exporter import __version__
 from exporter.config import Config, parse_listen_address
 from exporter.metrics.exposition import CONTENT_TYPE
-from exporter.model import FirewallData
 from exporter.paths.page import PATH as PATH_VIEW
 from exporter.paths.page import PathView
-from exporter.poller import Poller, Snapshot
-from exporter.web.security import (
-    HANDSHAKE_TIMEOUT,
-    ActiveWeb,
-    WebSecurity,
-    parse_basic_auth,
-    peer_sans,
-)
+from exporter.poller import Poller
+from exporter.web.landing import render_landing
+from exporter.web.security import WebSecurity
+from exporter.web.tls import handshake
 
 log = logging.getLogger("netpath.http")
 
@@ -49,28 +48,21 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.poller = poller
         self.cfg = cfg
         self.security = security  # web config (TLS, basic auth, headers); None: plain HTTP
-        self.path_view = PathView()  # the "path" page (keeps the previous snapshot for rates)
+        self.path_view = PathView()  # the "path" page (rendered once per poll)
         super().__init__(address, Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs on the connection's own thread: the TLS handshake happens here, with the
         web config in force when the connection arrived (certificates reload without
-        a restart), bounded by HANDSHAKE_TIMEOUT."""
+        a restart), bounded by tls.HANDSHAKE_TIMEOUT."""
         active = self.security.current() if self.security is not None else None
         if active is None or active.ssl_context is None:
             super().finish_request(request, client_address)
             return
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            conn = active.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
+        conn = handshake(request, active.ssl_context, active.settings.tls, client_address[0])
+        if conn is None:
             return
         try:
-            if not _sans_allowed(active, conn):
-                log.debug("client certificate SAN not allowed", extra={"client": client_address[0]})
-                return
-            conn.settimeout(None)
             super().finish_request(conn, client_address)
         finally:
             with contextlib.suppress(OSError):
@@ -81,13 +73,6 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             # ":29100" listens on every IPv4 and IPv6 address, like Go's net.Listen.
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
-
-
-def _sans_allowed(active: ActiveWeb, conn: ssl.SSLSocket) -> bool:
-    tls = active.settings.tls
-    if tls is None or not tls.client_allowed_sans:
-        return True
-    return any(san in tls.client_allowed_sans for san in peer_sans(conn.getpeercert()))
 
 
 def make_server(
@@ -106,48 +91,6 @@ def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
     return thread
 
 
-def render_landing(cfg: Config, snap: Snapshot | None) -> bytes:
-    path = html.escape(cfg.web.telemetry_path)
-    rows = []
-    backends = ""
-    if snap is not None:
-        for s in snap.poll.status:
-            if not cfg.enabled(s.name):
-                continue
-            state = "ok" if s.success else f"failing: {html.escape(s.error)}"
-            rows.append(
-                f"<tr><td>{html.escape(s.name)}</td><td>{state}</td>"
-                f"<td>{s.duration * 1000:.1f} ms</td></tr>"
-            )
-        fw = snap.poll.data.get("firewall")
-        if isinstance(fw, FirewallData):
-            found = ", ".join(f"{b} ({f})" for f, b in fw.backends) or "none holding rules"
-            backends = f"<p>Firewall backends: {html.escape(found)}</p>"
-    disabled = [n for n in cfg.collectors if not cfg.enabled(n)]
-    off = f"<p>Disabled collectors: {html.escape(', '.join(disabled))}</p>" if disabled else ""
-    table = (
-        "<table><tr><th>collector</th><th>last poll</th><th>duration</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        if rows
-        else "<p>The first poll has not finished yet.</p>"
-    )
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>netpath-exporter</title></head>
-<body>
-<h1>netpath-exporter</h1>
-<p>Version {html.escape(__version__)}. The path of container traffic on this host:
-veths, bridges, Docker networks and firewall rule counters.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="{PATH_VIEW}">Packet paths</a>: each
-container's hops, firewall rules and current rates</p>
-{table}
-{off}
-{backends}
-</body></html>
-"""
-    return page.encode()
-
-
 class Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     server_version = f"netpath-exporter/{__version__}"
@@ -164,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         if self.server.security is not None:
-            for k, v in self.server.security.current().settings.headers:
+            for k, v in self.server.security.headers():
                 self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -182,21 +125,10 @@ class Handler(BaseHTTPRequestHandler):
         security = self.server.security
         if security is None:
             return True
-        active = security.current()
-        if not security.limiter.allow():
-            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"Too Many Requests\n", "text/plain")
-            return False
-        if not active.auth.enabled:
+        refusal = security.admit(self.headers.get("Authorization"))
+        if refusal is None:
             return True
-        creds = parse_basic_auth(self.headers.get("Authorization"))
-        if creds is not None and active.auth.check(*creds):
-            return True
-        self._send(
-            HTTPStatus.UNAUTHORIZED,
-            b"Unauthorized\n",
-            "text/plain; charset=utf-8",
-            {"WWW-Authenticate": "Basic"},
-        )
+        self._send(refusal.status, refusal.body, refusal.content_type, dict(refusal.headers))
         return False
 
     def do_GET(self) -> None:

@@ -1,4 +1,4 @@
-"""The HTTP side: landing page, metrics (plain and gzip), health, 404."""
+"""HTTP serving (exporter.web.server): metrics (plain and gzip), health, 404, 405."""
 
 from __future__ import annotations
 
@@ -35,13 +35,6 @@ def test_metrics_plain_and_gzip(server: ExporterHTTPServer) -> None:
     status, headers, zbody = get(server, "/metrics", headers={"Accept-Encoding": "gzip"})
     assert status == 200 and headers["content-encoding"] == "gzip"
     assert gzip.decompress(zbody) == body
-
-
-def test_landing_page_links_metrics_and_lists_collectors(server: ExporterHTTPServer) -> None:
-    status, headers, body = get(server, "/")
-    assert status == 200 and headers["content-type"].startswith("text/html")
-    assert b'<a href="/metrics">' in body
-    assert b"<td>links</td><td>ok</td>" in body
 
 
 def test_health_404_and_405(server: ExporterHTTPServer) -> None:
