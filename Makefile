@@ -11,7 +11,7 @@ lint:
 fmt:
 	.venv/bin/ruff format exporter tests bench grafana && .venv/bin/ruff check --fix exporter tests bench grafana
 golden:
-	NETPATH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_explain.py
+	NETPATH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_explain.py tests/test_pathview.py
 dashboards:
 	.venv/bin/python -m grafana.build
 pictures:

@@ -6,8 +6,8 @@ published-port containers (3 rules each, 8 per bridge) to reach the target,
 every rule in an exported chain, and runs the collector *inside* the namespace.
 Prints median wall and CPU milliseconds per ``collect()`` in steady state
 (unchanged ruleset: raw counters only), the first poll (text path), the raw
-dump alone and ``render_firewall``, beside the floors of
-shared/design/performance.md.
+dump alone and ``render_firewall``, beside the measured floors (README.md,
+section Performance).
 
     sudo .venv/bin/python bench/firewall_bench.py [--rules 10000] [--runs 30]
 """
@@ -30,11 +30,12 @@ sys.path.insert(0, str(REPO / "tests"))
 import lab  # noqa: E402  (tests/lab.py)
 
 from exporter.config import FirewallConfig  # noqa: E402
-from exporter.firewall.collector import FirewallCollector, render_firewall  # noqa: E402
+from exporter.firewall.collector import FirewallCollector  # noqa: E402
+from exporter.metrics.firewall import render_firewall  # noqa: E402
 from exporter.netlink import netfilter as nfnetlink  # noqa: E402
 from exporter.netlink import xtables  # noqa: E402
 
-# shared/design/performance.md, firewall rule counters at 10k rules (ms)
+# the measured floors (README.md, section Performance): rule counters at 10k rules (ms)
 FLOORS = {
     "iptables-nft": {"kernel": 42.0, "python_raw": 66.0, "save_parse": 85.0, "target_cpu": 75.0},
     "iptables-legacy": {"kernel": 3.9, "python_raw": 8.4, "save_parse": 21.0, "target_cpu": 15.0},

@@ -50,7 +50,7 @@ import struct
 def tail_only(buf, seq):  # no parsing: is the last message NLMSG_DONE?
     n = len(buf)
     return {}, n >= 20 and struct.unpack_from("=IHHI", buf, n - 20)[:2] == (20, 3)
-req = rtnetlink._Requester()
+req = rtnetlink.Requester()
 request = rtnetlink.build_stats_request(0)
 out["stats_recv"] = timed(lambda: req.dump(request, tail_only), 200)
 req.close()

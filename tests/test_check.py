@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import lab
@@ -193,3 +194,19 @@ def test_check_on_a_nat_table_made_the_way_dockerd_makes_it() -> None:
         proc = _check(host, "--no-collector.docker")
         assert "[FAIL]" not in proc.stdout, proc.stdout
         assert proc.returncode == 0
+
+
+def test_an_absent_runtime_is_information_not_failure() -> None:
+    from exporter.poller import CollectorStatus  # noqa: PLC0415
+
+    poll = _poll(docker=None)
+    status = tuple(
+        CollectorStatus("docker", False, 0.0, "no Docker socket at /var/run/docker.sock", True)
+        if s.name == "docker"
+        else s
+        for s in poll.status
+    )
+    findings = build_findings(Config(), ROOT_CAPS, replace(poll, status=status), None)
+    text = render_findings(findings)
+    assert "[info] docker        not on this host: no Docker socket at /var/run/docker.sock" in text
+    assert exit_code(findings) == 0, text

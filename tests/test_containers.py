@@ -579,3 +579,51 @@ def test_collector_names_an_api_error(fake: Any) -> None:
     finally:
         FakeAPI.containers = original  # type: ignore[method-assign]
     assert "c1" in names(coll.collect())
+
+
+# --------------------------------------------------------------------------
+# A host without Docker
+# --------------------------------------------------------------------------
+
+
+def test_absent_when_the_default_socket_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody named Docker's endpoint and its default socket is not there: absent, not failing."""
+    from exporter import config  # noqa: PLC0415
+    from exporter.collector import CollectorAbsent  # noqa: PLC0415
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    coll = ContainersCollector(DockerConfig())
+    with pytest.raises(CollectorAbsent, match=f"no Docker socket at {tmp_path}/docker.sock"):
+        coll.collect()
+    # Named explicitly, the same missing socket is a failure with the reason.
+    named = ContainersCollector(DockerConfig(host=f"unix://{tmp_path}/docker.sock"))
+    with pytest.raises(CollectorError) as err:
+        named.collect()
+    assert not isinstance(err.value, CollectorAbsent)
+    named.close()
+
+
+def test_an_absent_source_is_left_out_of_collector_success() -> None:
+    from exporter.collector import CollectorAbsent  # noqa: PLC0415
+    from exporter.config import Config  # noqa: PLC0415
+    from exporter.metrics.render import render_meta  # noqa: PLC0415
+    from exporter.poller import Poller  # noqa: PLC0415
+
+    class Absent:
+        name = "docker"
+
+        def collect(self) -> object:
+            raise CollectorAbsent("no Docker socket at /nowhere")
+
+        def close(self) -> None:
+            pass
+
+    poller = Poller([("docker", Absent)], lambda _p: [], 1.0)
+    poll = poller.poll_once().poll
+    (status,) = poll.status
+    assert status.absent and not status.success and "no Docker socket" in status.error
+    fams = {f.name: f for f in render_meta(poll, set(Config().collectors))}
+    assert fams["netpath_collector_success"].samples == ()

@@ -414,7 +414,7 @@ def test_dockerd_killed_and_restarted_mid_poll(
     running = set(dl.docker("ps", "--format", "{{.Names}}").split())
     assert containers_seen(got) == running
     assert statuses and all(s == 200 for s in statuses), statuses
-    errors = [line for line in e.errors() if "collector=containers" not in line]
+    errors = [line for line in e.errors() if "collector=docker" not in line]
     assert errors == [], errors
     print(f"\ndockerd SIGKILL + restart: {len(statuses)} scrapes, all answered 200; "
           f"containers collector failed while down and recovered")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.firewall.collector import CommandError, read_command
+from exporter.firewall.commands import CommandError, read_command
 
 
 def test_output() -> None:

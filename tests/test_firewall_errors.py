@@ -25,7 +25,7 @@ from typing import Any
 import lab
 import pytest
 
-from exporter.firewall.collector import os_error_message, permission_hint
+from exporter.firewall.commands import os_error_message, permission_hint
 from exporter.netlink import xtables
 from exporter.netlink.netfilter import NetlinkError
 

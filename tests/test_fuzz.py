@@ -29,9 +29,9 @@ from exporter.config import ConfigError, parse_config, parse_duration, parse_lis
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_rule_text, parse_nft_text
 from exporter.meaning.docker import parse_iptables_rule, parse_nft_rule
+from exporter.netlink import core, xtables
 from exporter.netlink import netfilter as nfnetlink
 from exporter.netlink import route as rtnetlink
-from exporter.netlink import xtables
 from exporter.sources.docker import parse_container, parse_event, parse_network, parse_ports
 from exporter.web.auth import parse_basic_auth
 from exporter.web.config import WebConfigError, parse_web_config
@@ -302,7 +302,7 @@ def test_docker_rule_text_never_raises(text: str) -> None:
 # Netlink (rtnetlink, nfnetlink) and x_tables
 # ---------------------------------------------------------------------------
 
-NETLINK_CLEAN = (ValueError, nfnetlink.NetlinkError, rtnetlink.NetlinkError, InterruptedError)
+NETLINK_CLEAN = (ValueError, core.NetlinkError, InterruptedError)
 RT_SEEDS = [
     bin_fixture("links", n)
     for n in (
@@ -321,6 +321,9 @@ NFT_BIN_SEEDS = [
 
 
 def rt_parse(data: bytes) -> None:
+    clean(lambda: list(core.messages(data)), *NETLINK_CLEAN)
+    clean(lambda: list(core.messages(data, 1, raise_errors=False)), *NETLINK_CLEAN)
+    clean(lambda: core.find_attrs(data, 0, len(data)), *NETLINK_CLEAN)
     clean(lambda: rtnetlink.parse_stats_messages(data), *NETLINK_CLEAN)
     clean(lambda: rtnetlink.parse_stats_messages(data, seq=1), *NETLINK_CLEAN)
     clean(lambda: rtnetlink.parse_link_names(data), *NETLINK_CLEAN)

@@ -1,10 +1,18 @@
 """Golden exposition: scenario fixtures through the whole pure pipeline.
 
 Each folder under tests/scenarios/ holds what the readers would return on one
-host (link dump, Docker inspect JSON, ``iptables-save -c`` text, routes,
-sysctls) and ``expected.prom``, the exposition the exporter must serve for it.
-Output changes are reviewed as diffs of that file: regenerate it with
-``make golden`` (NETPATH_UPDATE_GOLDEN=1) and read the diff before committing.
+host (link dump, Docker inspect JSON, the firewall as ``iptables-save -c`` text
+per family and backend — ``ipv4.iptables-nft-save``, ``ipv6.iptables-legacy-save``
+— or as ``nft -s -a list ruleset`` text in ``*.nft``, routes, sysctls) and what
+the exporter must make of it: ``expected.prom`` (the exposition),
+``explain/<container>.txt`` and ``.json`` (explain's text and JSON for every
+container with a veth; tests/test_explain.py) and ``path.html`` (the /path page;
+tests/test_pathview.py). One folder per Docker firewall layout the project
+knows (classic on iptables-nft and iptables-legacy, forward-chains,
+v29-iptables, v29-nftables), a dual-stack host whose IPv6 rules carry most
+traffic (ipv6), and the seed host. Output changes are reviewed as diffs of
+those files: regenerate them with ``make golden`` (NETPATH_UPDATE_GOLDEN=1) and
+read the diff before committing.
 """
 
 from __future__ import annotations
@@ -18,12 +26,17 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_docker_rules import EXPECTED, NETWORK_OF, nft_tables_from_text
 
 from exporter.config import Config
 from exporter.firewall.iptables_save import parse_iptables_save
+from exporter.firewall.selection import backend_families, table_holds_rules
 from exporter.metrics.exposition import ExpositionWriter
 from exporter.metrics.render import render_poll
 from exporter.model import (
+    BACKEND_IPTABLES_LEGACY,
+    BACKEND_IPTABLES_NFT,
+    BACKEND_NFTABLES,
     FirewallData,
     Link,
     LinksData,
@@ -38,6 +51,7 @@ from exporter.sources.docker import parse_container, parse_network
 from exporter.view import derive_view
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SCENARIO_NAMES = sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir())
 UPDATE = os.environ.get("NETPATH_UPDATE_GOLDEN") == "1"
 
 
@@ -67,15 +81,32 @@ def load_docker(folder: Path) -> SourceData:
     return SourceData(version="20.10.24", workloads=containers, networks=networks)
 
 
+_BACKEND_ORDER = {BACKEND_IPTABLES_NFT: 0, BACKEND_IPTABLES_LEGACY: 1, BACKEND_NFTABLES: 2}
+
+
 def load_firewall(folder: Path) -> FirewallData:
+    """The firewall of a scenario: ``FAMILY.iptables-BACKEND-save`` files and ``*.nft`` listings.
+
+    Backends are listed as the firewall collector lists them: those that hold
+    rules, iptables-nft first, then iptables-legacy, then nftables.
+    """
     tables = []
-    backends = []
+    backends = set()
     for path in sorted(folder.glob("*.iptables-*-save")):
         family, _, backend = path.name.partition(".")
         backend = backend.removesuffix("-save")
         tables += parse_iptables_save(path.read_text(), family, backend)
-        backends.append((family, backend))
-    return FirewallData(backends=tuple(backends), tables=tuple(tables))
+        backends.add((family, backend))
+    for path in sorted(folder.glob("*.nft")):
+        for table in nft_tables_from_text(path.read_text()):
+            tables.append(table)
+            if table_holds_rules(table):
+                backends.update(
+                    (f, BACKEND_NFTABLES) for f in backend_families(table.family, BACKEND_NFTABLES)
+                )
+    assert tables, f"{folder.name}: no firewall files"
+    order = sorted(backends, key=lambda fb: (_BACKEND_ORDER[fb[1]], fb[0]))
+    return FirewallData(backends=tuple(order), tables=tuple(tables))
 
 
 def load_poll(folder: Path) -> PollResult:
@@ -115,15 +146,37 @@ def render_scenario(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("scenario", sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir()))
+def container_ifnames(links: LinksData) -> dict[tuple[int, int], str]:
+    """Fixed names of the container ends of the veths: eth0, eth1, ... by ifindex per namespace.
+
+    explain reads them from inside the container; scenarios have no namespaces to enter.
+    """
+    peers: dict[int, list[int]] = {}
+    for link in links.links:
+        if link.kind == "veth" and link.peer_netnsid is not None and link.peer_index is not None:
+            peers.setdefault(link.peer_netnsid, []).append(link.peer_index)
+    return {
+        (nsid, index): f"eth{n}"
+        for nsid, indexes in peers.items()
+        for n, index in enumerate(sorted(indexes))
+    }
+
+
+def check_golden(path: Path, got: str) -> None:
+    """``got`` equals the file at ``path``; NETPATH_UPDATE_GOLDEN=1 writes the file first."""
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(got)
+    assert path.exists(), f"no {path.name}: run `make golden` and review it"
+    rel = path.relative_to(SCENARIOS.parent)
+    assert got == path.read_text(), f"{rel} changed: `make golden` and review the diff"
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
 def test_golden_exposition(scenario: str) -> None:
     folder = SCENARIOS / scenario
     got = render_scenario(folder)
-    expected_path = folder / "expected.prom"
-    if UPDATE:
-        expected_path.write_text(got)
-    assert expected_path.exists(), "no expected.prom: run `make golden` and review it"
-    assert got == expected_path.read_text(), f"exposition of {scenario} changed: `make golden`"
+    check_golden(folder / "expected.prom", got)
     # It parses with prometheus-client's own parser and passes promtool.
     names = {f.name for f in text_string_to_metric_families(got)}
     assert "netpath_container_network_receive_bytes" in names
@@ -192,3 +245,42 @@ def test_02_exposition_is_01_with_the_documented_renames(scenario: str) -> None:
     assert got == want
     # and the mapping changed something real: every renamed family is in both
     assert {n for n, _, _ in old} & set(_RENAMED) == set(_RENAMED)
+
+
+# --------------------------------------------------------------------------
+# The layout scenarios are the host of tests/fixtures/docker_rules
+# --------------------------------------------------------------------------
+
+# scenario -> (layout of test_docker_rules.EXPECTED, factor of its counters)
+_FIXTURE_HOSTS = {
+    "classic-nft": ("classic", 1),
+    "classic-legacy": ("classic", 3),
+    "forward-chains": ("forward-chains", 1),
+    "v29-iptables": ("v29-iptables", 1),
+    "v29-nftables": ("v29-nftables", 1),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(_FIXTURE_HOSTS))
+def test_layout_scenarios_serve_the_fixture_expectations(scenario: str) -> None:
+    """Each layout scenario's meaning series are test_docker_rules' expectations for its layout."""
+    layout, k = _FIXTURE_HOSTS[scenario]
+    exp = EXPECTED[layout]
+    got: dict[str, dict[tuple[str, ...], float]] = {}
+    for fam in text_string_to_metric_families((SCENARIOS / scenario / "expected.prom").read_text()):
+        for s in fam.samples:
+            labels = {n: v for n, v in s.labels.items() if n not in ("manager", "namespace", "pod")}
+            if s.name == "netpath_masquerade_connections_total":
+                labels.pop("container")
+            got.setdefault(s.name, {})[tuple(labels.values())] = s.value
+    for kind, unit in (("dropped", "packets"), ("dropped", "bytes"), ("forwarded", "packets")):
+        want = {
+            (NETWORK_OF[bridge], bridge, x): k * counters[unit == "bytes"]
+            for (bridge, _, x), counters in exp[kind].items()  # type: ignore[attr-defined]
+        }
+        assert got[f"netpath_{kind}_{unit}_total"] == want, (kind, unit)
+    published = {key: k * v for key, v in exp["published"].items()}  # type: ignore[attr-defined]
+    assert got["netpath_published_port_connections_total"] == published
+    masq = {key: k * v for key, v in exp["masquerade"].items()}  # type: ignore[attr-defined]
+    assert got["netpath_masquerade_connections_total"] == masq
+    assert got["netpath_firewall_layout_info"] == {(layout,): 1}

@@ -7,6 +7,7 @@ answers one JSON line per command) while the test compares it with `ip`.
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 AGENT = r"""
 import dataclasses, json, sys
-sys.path.insert(0, "tests")  # the pyroute2 oracles of test_links and test_routes
+sys.path.insert(0, "tests")  # the pyroute2 oracles of test_netlink_route_* and test_routes
 from exporter.collectors import links
 from exporter.netlink import route as rtnetlink
 collectors = {}
@@ -41,12 +42,12 @@ for line in sys.stdin:
         if cmd == "topology":
             out = [dataclasses.asdict(l) for l in links.read_topology()]
         elif cmd == "oracle_topology":
-            from test_links import pyroute2_topology
+            from test_netlink_route_links import pyroute2_topology
             out = [dataclasses.asdict(l) for l in pyroute2_topology()]
         elif cmd == "route_entries":
             out = rtnetlink.read_route_entries(table=int(arg or 0))
         elif cmd == "oracle_route_entries":
-            from test_routes import pyroute2_route_entries
+            from test_netlink_route_routes import pyroute2_route_entries
             out = pyroute2_route_entries()
         elif cmd == "oracle_read_routes":
             from test_routes import pyroute2_read_routes
@@ -54,7 +55,7 @@ for line in sys.stdin:
         elif cmd == "netnsid_or_errno":
             out = errno_of(links.read_netnsid, arg)
         elif cmd == "oracle_netnsid_or_errno":
-            from test_links import pyroute2_netnsid
+            from test_netlink_route_links import pyroute2_netnsid
             out = errno_of(pyroute2_netnsid, arg)
         elif cmd == "collect":
             c = collectors.setdefault("links", links.LinksCollector())
@@ -71,6 +72,8 @@ for line in sys.stdin:
             out = [dataclasses.asdict(r) for r in links.read_routes().routes]
         elif cmd == "netnsid":
             out = links.read_netnsid(arg)
+        elif cmd == "link_names_of_nsid":
+            out = errno_of(lambda nsid: rtnetlink.read_link_names(netnsid=nsid), int(arg))
         else:
             raise ValueError(cmd)
         print(json.dumps({"ok": out}), flush=True)
@@ -276,6 +279,22 @@ def test_topology(labhost: Lab, agent: Agent) -> None:
         assert link["peer_netnsid"] == nsid_by_name[ctr.name]
         assert agent.ask(f"netnsid {ctr.path}") == link["peer_netnsid"]
     assert names["vethb1"]["master"] == names["br1"]["index"]
+
+
+def test_link_names_of_another_namespace_by_nsid(labhost: Lab, agent: Agent) -> None:
+    # RTM_GETLINK with IFLA_TARGET_NETNSID: the links of the namespace the host calls
+    # NSID, read without entering it (explain names a container's interfaces this way)
+    nsids = json.loads(labhost.host.ip("-j", "netns", "list-id") or "[]")
+    nsid_by_name = {n.get("name"): n["nsid"] for n in nsids}
+    for ctr in (labhost.c1, labhost.c2):
+        want = {link["ifindex"]: link["ifname"] for link in json.loads(ctr.ip("-j", "link"))}
+        got = agent.ask(f"link_names_of_nsid {nsid_by_name[ctr.name]}")["value"]
+        assert {int(i): n for i, n in got.items()} == want
+        assert sorted(want.values()) == ["eth0", "lo"]
+    # an id the host gives no namespace: the kernel ends the dump with EINVAL in its
+    # NLMSG_DONE, which is an error, not an empty namespace
+    unused = max(nsid_by_name.values()) + 100
+    assert agent.ask(f"link_names_of_nsid {unused}") == {"errno": errno.EINVAL}
 
 
 def test_netnsid_unassigned_is_none(labhost: Lab, agent: Agent) -> None:

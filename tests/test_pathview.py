@@ -1,4 +1,9 @@
-"""The landing page's path view (exporter.paths.page) from literal poll data: the seed host."""
+"""The landing page's path view (exporter.paths.page) from literal poll data.
+
+The seed host in detail; every scenario folder (tests/scenarios/<name>/) for
+its golden ``path.html`` and a table per container holding each of its veths
+and bridges.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from test_golden import load_poll, with_view
+import pytest
+from test_golden import SCENARIO_NAMES, SCENARIOS, check_golden, load_poll, with_view
 
-from exporter.model import LinksData
+from exporter.model import LinksData, SourceData
 from exporter.paths.page import PathView, build_page_paths, render_path_page
 from exporter.poller import PollResult, Snapshot
 
@@ -75,3 +81,29 @@ def test_no_snapshot_or_no_docker() -> None:
     page = view.page((None, Snapshot(with_view(replace(poll, data=data)), b""))).decode()
     assert "no container runtime is reachable" in page
     assert '<table class="path">' not in page
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_every_scenario_container_with_its_veths_and_bridges(scenario: str) -> None:
+    poll = load_poll(SCENARIOS / scenario)
+    page = render_path_page(build_page_paths(poll, None), metrics_path="/metrics")
+    html = page.decode()
+    check_golden(SCENARIOS / scenario / "path.html", html)
+    links, docker = poll.data["links"], poll.data["docker"]
+    assert isinstance(links, LinksData) and isinstance(docker, SourceData)
+    # every container with a veth, read from the inputs (veth peer nsid -> container, master)
+    names = {link.index: link.name for link in links.links}
+    owner = {w.netns_id: w.name for w in docker.workloads if w.netns_id is not None}
+    legs: dict[str, list[tuple[str, str]]] = {}
+    for link in links.links:
+        if link.kind == "veth" and link.peer_netnsid in owner and link.master is not None:
+            legs.setdefault(owner[link.peer_netnsid], []).append((link.name, names[link.master]))
+    assert set(legs) == set(owner.values()) and legs
+    assert html.count('<table class="path">') == len(legs)
+    for name, pairs in legs.items():
+        section = html[html.index(f'<h2 id="c-{name}">') :]
+        section = section[: section.index("</table>")]
+        for veth, bridge in pairs:
+            assert f"host veth <b>{veth}</b>" in section, (name, veth)
+            assert f"bridge <b>{bridge}</b>" in section, (name, bridge)
+        assert section.count("host veth <b>") == len(pairs)

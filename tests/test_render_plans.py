@@ -23,10 +23,10 @@ import pytest
 from meanings import render_docker
 
 from exporter.collectors.links import render_interfaces
-from exporter.firewall.collector import render_firewall
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
 from exporter.metrics.exposition import ExpositionWriter
+from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_NFT,
     BACKEND_NFTABLES,
@@ -254,7 +254,8 @@ from exporter.config import FirewallConfig
 import sys
 sys.path.insert(0, TESTS_DIR)
 from meanings import render_docker
-from exporter.firewall.collector import FirewallCollector, render_firewall
+from exporter.firewall.collector import FirewallCollector
+from exporter.metrics.firewall import render_firewall
 collector = FirewallCollector(FirewallConfig())
 ipt = sys.argv[1]
 def step(*cmd):

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from exporter.paths.explain import (
+from exporter.paths.views import (
     Baseline,
     ChainView,
     ContainerPath,
@@ -23,8 +23,8 @@ from exporter.paths.explain import (
     Leg,
     LinkHop,
     RuleView,
-    build_paths,
 )
+from exporter.paths.walk import build_paths
 from exporter.poller import PollResult, Snapshot
 
 PATH = "/path"

@@ -1,8 +1,8 @@
-"""Pure tests of the raw readers' parsers: captured nfnetlink dumps and x_tables blobs.
+"""Pure tests of the nfnetlink parsers (exporter/netlink/netfilter/): captured nfnetlink dumps.
 
 The fixtures were captured in a lab namespace together with the tools' own
-view (``nft -a list ruleset``, ``iptables-*-save -c``) at the same moment, so
-the raw parse must agree with the tools number for number.
+view (``nft -a list ruleset``) at the same moment, so the raw parse must agree with the tools
+number for number.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.firewall.collector import policy_counters
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import parse_nft_text
-from exporter.model import BACKEND_IPTABLES_NFT, BACKEND_NFTABLES
 from exporter.netlink import netfilter as nl
-from exporter.netlink import xtables as xt
 
 FIX = Path(__file__).parent / "fixtures" / "firewall"
 
@@ -89,40 +86,6 @@ def test_chains_dump_matches_iptables_nft_save() -> None:
     # native nft base chains have no counters
     assert chains[("docker-bridges", "filter-FORWARD")].packets is None
     assert chains[("t2", "c")].hook_name == "input"
-
-
-def test_chains_made_on_first_use_have_no_kernel_policy_counters() -> None:
-    """Docker's way on iptables-nft (``-A`` makes the nat base chains, ``-P`` FORWARD).
-
-    The kernel keeps no policy counters for the chains made by ``-A``, the
-    tool prints ``[0:0]`` for them; :func:`policy_counters` says what the tool says.
-    """
-    out: list[nl.NftChainInfo] = []
-    assert nl.parse_chain_messages(_bin("nft-chains-docker-way.bin"), out, 3)
-    chains = {(c.table, c.name): c for c in out}
-    text = (FIX / "iptables-nft-save-c-docker-way.txt").read_text()
-    saved = parse_iptables_save(text, "ipv4", BACKEND_IPTABLES_NFT)
-    got, want = {}, {}
-    for table in saved:
-        for c in table.chains:
-            info = chains.get((table.name, c.name))
-            if c.policy is not None and info is not None:
-                got[(table.name, c.name)] = policy_counters(BACKEND_IPTABLES_NFT, info)
-                want[(table.name, c.name)] = (c.policy_packets, c.policy_bytes)
-    assert got == want
-    assert sorted(got) == [
-        ("filter", "FORWARD"),
-        ("nat", "OUTPUT"),
-        ("nat", "POSTROUTING"),
-        ("nat", "PREROUTING"),
-    ]
-    assert chains[("filter", "FORWARD")].packets == 0
-    assert [chains[("nat", n)].packets for n in ("PREROUTING", "OUTPUT", "POSTROUTING")] == [
-        None
-    ] * 3
-    assert ("nat", "INPUT") not in chains
-    # a native nftables base chain without them has no policy counter at all
-    assert policy_counters(BACKEND_NFTABLES, chains[("nat", "OUTPUT")]) == (None, None)
 
 
 def test_rule_dump_counters_match_nft_listing() -> None:
@@ -232,96 +195,6 @@ def test_truncated_message_is_a_value_error() -> None:
         nl.parse_rule_messages(msg[:-3], [], 9)
     with pytest.raises(ValueError):
         nl.parse_rule_messages(msg[:10], [], 9)
-
-
-# --------------------------------------------------------------------------
-# x_tables
-# --------------------------------------------------------------------------
-
-
-def _xt(family: xt.XtFamily, table: str) -> tuple[xt.XtTable, bytes]:
-    info = xt.parse_xt_info(_bin(f"xt-{family.name}-{table}.info.bin"))
-    blob = _bin(f"xt-{family.name}-{table}.bin")
-    return xt.parse_xt_entries(family, info, blob), blob
-
-
-@pytest.mark.parametrize("family", [xt.IPV4, xt.IPV6], ids=lambda f: f.name)
-@pytest.mark.parametrize("table", ["filter", "nat"])
-def test_entries_match_legacy_save(family: xt.XtFamily, table: str) -> None:
-    parsed, _blob = _xt(family, table)
-    save = "iptables" if family is xt.IPV4 else "ip6tables"
-    text = (FIX / f"xt-{family.name}.{save}-legacy-save-c.txt").read_text()
-    (saved,) = [t for t in parse_iptables_save(text, family.name, "x") if t.name == table]
-    assert parsed.name == table
-    assert [c.name for c in parsed.chains] == [c.name for c in saved.chains]
-    for c in saved.chains:
-        xc = parsed.chain(c.name)
-        assert xc is not None
-        assert xc.builtin == (c.policy is not None)
-        assert xc.count == len(c.rules)
-        got = list(
-            zip(
-                parsed.packets[xc.first : xc.first + xc.count],
-                parsed.byte_counts[xc.first : xc.first + xc.count],
-                strict=True,
-            )
-        )
-        assert got == [(r.packets, r.bytes) for r in c.rules]
-        if xc.builtin:
-            assert xc.policy == c.policy
-            assert xc.policy_entry is not None
-            pe = xc.policy_entry
-            assert (parsed.packets[pe], parsed.byte_counts[pe]) == (
-                c.policy_packets,
-                c.policy_bytes,
-            )
-
-
-def test_ipv4_nat_counters_are_nonzero_where_traffic_went() -> None:
-    parsed, _ = _xt(xt.IPV4, "nat")
-    out = parsed.chain("OUTPUT")
-    assert out is not None
-    assert (parsed.packets[out.first], parsed.byte_counts[out.first]) == (1, 84)
-
-
-def test_skeleton_ignores_counters_but_sees_structure() -> None:
-    parsed, blob = _xt(xt.IPV4, "filter")
-    layout = xt.XtCounterLayout(xt.IPV4, parsed, blob)
-    fwd = parsed.chain("FORWARD")
-    assert fwd is not None
-    # bump the packet counter of FORWARD's 3rd rule
-    off = parsed.offsets[fwd.first + 2] + xt.IPV4.counters_offset
-    bumped = bytearray(blob)
-    struct.pack_into("=QQ", bumped, off, 17, 1700)
-    reparsed = xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(bumped))
-    assert reparsed.skeleton == parsed.skeleton
-    counts = layout.read(parsed.info, bumped)
-    assert counts is not None
-    assert counts[0][fwd.first + 2] == 17 and counts[1][fwd.first + 2] == 1700
-    assert counts[0] == reparsed.packets and counts[1] == reparsed.byte_counts
-    # change an interface name byte (structure): skeleton and layout notice
-    changed = bytearray(blob)
-    changed[parsed.offsets[fwd.first + 2] + 40] ^= 0x01
-    assert xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(changed)).skeleton != parsed.skeleton
-    assert layout.read(parsed.info, changed) is None
-    # the layout reads at an offset (the get_entries header before the blob)
-    assert layout.read(parsed.info, b"\0" * 40 + blob, 40) == (parsed.packets, parsed.byte_counts)
-
-
-def test_malformed_blobs_are_value_errors() -> None:
-    parsed, blob = _xt(xt.IPV4, "filter")
-    with pytest.raises(ValueError, match="getinfo said"):
-        xt.parse_xt_entries(xt.IPV4, parsed.info, blob[:-8])
-    broken = bytearray(blob)
-    struct.pack_into("=H", broken, xt.IPV4.target_offset_field + 2, 4)  # next_offset of entry 0
-    with pytest.raises(ValueError, match="next_offset"):
-        xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(broken))
-    with pytest.raises(ValueError):
-        xt.parse_xt_info(b"\0" * 10)
-
-
-def test_table_names() -> None:
-    assert xt.parse_table_names("nat\nfilter\n\n") == ["nat", "filter"]
 
 
 @pytest.mark.parametrize("msgtype", [nl.T_NEWTABLE, nl.T_NEWCHAIN, nl.T_NEWRULE, nl.T_NEWGEN])

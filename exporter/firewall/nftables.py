@@ -1,0 +1,176 @@
+"""The nf_tables backends (iptables-nft, nftables): text on a generation change, else counters.
+
+Rule *text* (the series' identity) is read only when the ruleset's
+``NFT_MSG_GETGEN`` generation moved (:mod:`exporter.firewall.nft_structure`),
+between two generation reads so it is known to be consistent. On every other
+poll the counters come from one GETRULE dump per exported table (or chain),
+mapped to the text by rule handle, and the base chains' policy counters from
+one batch of GETCHAIN requests. When a dump does not line up the text is
+re-read: a counter is never exported under the wrong rule.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Sequence
+
+from exporter.firewall.commands import CommandError, Runner, os_error_message
+from exporter.firewall.nft_structure import (
+    NftState,
+    NftTablePlan,
+    StructureReads,
+    read_structure,
+)
+from exporter.firewall.plans import (
+    RETRY_AFTER,
+    STRUCTURE_ATTEMPTS,
+    ChainCache,
+    ChainPlan,
+    Restructure,
+    Unsettled,
+)
+from exporter.firewall.selection import Select
+from exporter.model import BACKEND_IPTABLES_NFT, Chain, Table
+from exporter.netlink import xtables
+from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
+
+
+def policy_counters(backend: str, info: NftChainInfo) -> tuple[int | None, int | None]:
+    """A base chain's policy counters from its GETCHAIN reply, as its backend's listing shows them.
+
+    The kernel keeps them only for a base chain created or updated with
+    NFTA_CHAIN_COUNTERS. iptables-nft makes a built-in chain without them when
+    its first rule arrives (Docker's nat PREROUTING, OUTPUT, POSTROUTING) and
+    with them on ``-P`` or ``iptables-nft-restore``; without them the kernel
+    does not count the policy and ``iptables-nft-save -c`` prints ``[0:0]``,
+    which is what the text read exports, so here too: (0, 0). A native
+    nftables base chain without them has no policy counter: (None, None).
+    """
+    if info.packets is not None and info.bytes is not None:
+        return info.packets, info.bytes
+    if backend == BACKEND_IPTABLES_NFT:
+        return 0, 0
+    return None, None
+
+
+class NftBackend:
+    """Reads the nf_tables tables of every family (see module doc)."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        timeout: float,
+        select: Select,
+        cache: ChainCache,
+        text_reads: dict[str, int],
+    ) -> None:
+        self._reader = NftReader()
+        self._reads = StructureReads(self._reader, runner, timeout, select, cache)
+        self._cache = cache
+        self._text_reads = text_reads
+        self._state: NftState | None = None
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def collect(self, errors: list[str], holds: set[tuple[str, str]]) -> list[Table]:
+        """The exported tables; failures appended to ``errors``, holding backends to ``holds``.
+
+        No nf_tables in the kernel (EPROTONOSUPPORT, EAFNOSUPPORT) is no error.
+        """
+        try:
+            tables, nft_holds, nft_errors = self._collect()
+        except OSError as exc:
+            self._reader.close()
+            self._state = None
+            if exc.errno not in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT):
+                errors.append(
+                    os_error_message("nf_tables", exc, "netlink", xtables.NEEDS_NET_ADMIN)
+                )
+            return []
+        except (CommandError, ValueError, Unsettled) as exc:
+            self._state = None
+            errors.append(f"nf_tables: {exc}")
+            return []
+        holds |= nft_holds
+        errors.extend(nft_errors)
+        return tables
+
+    def _collect(self) -> tuple[list[Table], set[tuple[str, str]], list[str]]:
+        state = self._state
+        gen = self._reader.generation()
+        # After a failed text read (missing tool, timeout) the tables that did
+        # read keep their counters; the text is retried after a back-off.
+        if (
+            state is not None
+            and state.gen == gen
+            and (not state.errors or time.monotonic() < state.retry_at)
+        ):
+            try:
+                return self._counters(state), state.holds, list(state.errors)
+            except Restructure:
+                pass
+        tables, state = self._structure()
+        if state.errors:
+            state.retry_at = time.monotonic() + RETRY_AFTER
+        self._state = state
+        return tables, state.holds, list(state.errors)
+
+    def _counters(self, state: NftState) -> list[Table]:
+        """Counters of an unchanged nf_tables ruleset: GETRULE dumps mapped by handle."""
+        policies = self._reader.chain_infos(state.base_keys)
+        pol: dict[tuple[int, str, str], NftChainInfo] = {}
+        for info in policies:
+            if info is None:
+                raise Restructure()
+            pol[(info.family, info.table, info.name)] = info
+        out: list[Table] = []
+        for plan in state.plans:
+            chains: list[Chain] = []
+            if plan.whole:
+                rules = self._reader.rules(plan.family, plan.name)
+                if len(rules) != len(plan.flat_handles) or (
+                    tuple([r[2] for r in rules]) != plan.flat_handles
+                ):
+                    raise Restructure()
+                per_chain = [rules[c.span[0] : c.span[1]] for c in plan.chains]
+            else:
+                per_chain = []
+                for c in plan.chains:
+                    rules = self._reader.rules(plan.family, plan.name, c.name)
+                    if tuple([r[2] for r in rules]) != c.handles:
+                        raise Restructure()
+                    per_chain.append(rules)
+            for c, rules in zip(plan.chains, per_chain, strict=True):
+                info = pol.get((plan.family, plan.name, c.name)) if c.builtin else None
+                pc = policy_counters(plan.backend, info) if info is not None else (None, None)
+                chains.append(self._chain(plan, c, rules, pc))
+            out.append(Table(plan.label, plan.backend, plan.name, tuple(chains)))
+        return out
+
+    def _chain(
+        self,
+        plan: NftTablePlan,
+        c: ChainPlan,
+        rules: Sequence[RuleCounter],
+        policy_counters: tuple[int | None, int | None],
+    ) -> Chain:
+        key = (plan.backend, plan.label, plan.name, c.name)
+        snapshot = (rules, policy_counters)
+        return self._cache.chain(key, c, snapshot, ((r[3], r[4]) for r in rules), policy_counters)
+
+    def _structure(self) -> tuple[list[Table], NftState]:
+        """Read tables, chains, rule text and handles inside one unchanged generation."""
+        for _ in range(STRUCTURE_ATTEMPTS):
+            gen = self._reader.generation()
+            try:
+                result = read_structure(self._reads, gen)
+            except ValueError:
+                if self._reader.generation() == gen:
+                    raise  # not a race: the text really does not match the kernel
+                continue
+            if self._reader.generation() == gen:
+                self._text_reads["nf_tables"] += 1
+                return result
+        raise Unsettled("the nf_tables ruleset kept changing while it was read")

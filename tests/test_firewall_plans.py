@@ -1,0 +1,71 @@
+"""Pure tests of the chain cache (exporter/firewall/plans.py): reuse and the structure token."""
+
+from __future__ import annotations
+
+from exporter.firewall.plans import ChainCache, ChainPlan
+from exporter.model import BACKEND_IPTABLES_NFT, Chain, Rule, Table
+
+KEY = (BACKEND_IPTABLES_NFT, "ipv4", "filter", "FORWARD")
+PLAN = ChainPlan("FORWARD", ("-j DOCKER-USER", "-o docker0 -j DROP"), True, "ACCEPT")
+
+
+def poll(
+    cache: ChainCache, plan: ChainPlan, counters: list[tuple[int | None, int | None]]
+) -> tuple[Chain, int]:
+    cache.begin()
+    chain = cache.chain(KEY, plan, tuple(counters), counters, (5, 500))
+    cache.end()
+    return chain, cache.structure_of([Table("ipv4", BACKEND_IPTABLES_NFT, "filter", (chain,))])
+
+
+def test_chain_from_plan_and_counters() -> None:
+    chain, token = poll(ChainCache(), PLAN, [(1, 10), (2, 20)])
+    assert chain == Chain(
+        name="FORWARD",
+        rules=(Rule("-j DOCKER-USER", 1, 10), Rule("-o docker0 -j DROP", 2, 20)),
+        policy="ACCEPT",
+        policy_packets=5,
+        policy_bytes=500,
+        hook=None,
+    )
+    assert token > 0
+
+
+def test_unchanged_counters_give_the_same_objects_and_token() -> None:
+    cache = ChainCache()
+    first, token = poll(cache, PLAN, [(1, 10), (2, 20)])
+    again, token2 = poll(cache, PLAN, [(1, 10), (2, 20)])
+    assert again is first
+    assert token2 == token
+    # one rule's counters moved: a new chain, the unchanged rule's object kept, same token
+    moved, token3 = poll(cache, PLAN, [(1, 10), (3, 30)])
+    assert moved is not first
+    assert moved.rules[0] is first.rules[0]
+    assert moved.rules[1] == Rule("-o docker0 -j DROP", 3, 30)
+    assert token3 == token
+
+
+def test_a_new_plan_or_a_rule_losing_its_counter_is_a_new_structure() -> None:
+    cache = ChainCache()
+    first, token = poll(cache, PLAN, [(1, 10), (2, 20)])
+    # the same text read anew (a new, equal plan): same structure, the chain rebuilt
+    same_text = ChainPlan("FORWARD", PLAN.texts, True, "ACCEPT")
+    rebuilt, token2 = poll(cache, same_text, [(1, 10), (2, 20)])
+    assert rebuilt == first
+    assert token2 == token
+    uncounted, token3 = poll(cache, same_text, [(1, 10), (None, None)])
+    assert uncounted.rules[1] == Rule("-o docker0 -j DROP", None, None)
+    assert token3 != token
+    changed = ChainPlan("FORWARD", ("-j DOCKER-USER", "-o docker1 -j DROP"), True, "ACCEPT")
+    _, token4 = poll(cache, changed, [(1, 10), (None, None)])
+    assert token4 not in (token, token3)
+
+
+def test_chains_not_built_in_a_poll_are_forgotten() -> None:
+    cache = ChainCache()
+    first, _ = poll(cache, PLAN, [(1, 10), (2, 20)])
+    cache.begin()
+    cache.end()  # a poll without the chain (its table gone)
+    again, _ = poll(cache, PLAN, [(1, 10), (2, 20)])
+    assert again == first
+    assert again is not first
