@@ -25,24 +25,26 @@ Sockets belong to the network namespace of the process that opens them.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import errno
 import socket
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.netlink.netfilter import (
-    NETLINK_NETFILTER,
+from exporter.netlink import core
+from exporter.netlink.core import (
+    NLA_TYPE_MASK,
+    NLATTR,
     NLM_F_DUMP,
     NLM_F_DUMP_INTR,
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
+    NLMSGHDR,
     NetlinkError,
-    build_request,
 )
+from exporter.netlink.netfilter import NETLINK_NETFILTER, build_request
 
 NFNL_SUBSYS_CTNETLINK = 1
 
@@ -122,12 +124,8 @@ NO_STATE = -1  # the entry is not TCP (or the kernel gave no TCP state)
 # the port is 0 for protocols without ports; the state NO_STATE unless TCP.
 CtEntry = tuple[int, bytes, bytes, bytes, bytes, int, int]
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_NLATTR = struct.Struct("=HH")  # len, type (host order)
-_ERRNO = struct.Struct("=i")
 _BE16 = struct.Struct(">H")
 _BE32 = struct.Struct(">I")
-_NLA_TYPE_MASK = 0x3FFF
 _NLA_F_NESTED = 0x8000
 
 # The kernel writes an IPv4 TCP/UDP/SCTP/DCCP entry's two tuples first, in one fixed
@@ -164,9 +162,9 @@ def _fast_template() -> tuple[int, int]:
                 mask += bytes(atype)
             else:
                 kind = direction if i == 0 else atype
-                want += _NLATTR.pack(length, kind & _NLA_TYPE_MASK)
+                want += NLATTR.pack(length, kind & NLA_TYPE_MASK)
                 # the flag bits (NLA_F_NESTED, set by kernels since 5.2) left out
-                mask += _NLATTR.pack(0xFFFF, _NLA_TYPE_MASK)
+                mask += NLATTR.pack(0xFFFF, NLA_TYPE_MASK)
     return int.from_bytes(want, "little"), int.from_bytes(mask, "little")
 
 
@@ -175,7 +173,6 @@ _FAST_SIZE = 104
 # orig src, orig dst, l4 protocol, orig dst port, reply src, reply dst
 _FAST = struct.Struct(">12x4s4x4s8xB15xH2x12x4s4x4s28x")
 
-_RECV_SIZE = 1 << 16
 _RCVBUF = 1 << 20
 
 PROC_SYS = Path("/proc/sys/net/netfilter")
@@ -212,42 +209,9 @@ def build_dump_request(seq: int, family: int = AF_UNSPEC) -> bytes:
 # --------------------------------------------------------------------------
 
 
-def _kernel_error(data: bytes, off: int, mlen: int) -> NetlinkError | None:
-    """The error an NLMSG_ERROR at ``off`` carries; None for an acknowledgement."""
-    if mlen < 20:
-        raise ValueError(f"truncated NLMSG_ERROR at offset {off}")
-    (err,) = _ERRNO.unpack_from(data, off + 16)
-    if not err:
-        return None
-    code = -err
-    try:
-        text = os.strerror(code)
-    except (OverflowError, ValueError):
-        text = f"Unknown error {code}"
-    return NetlinkError(code, text)
-
-
-def _header(data: bytes, off: int, n: int) -> tuple[int, int, int, int]:
-    if off + 16 > n:
-        raise ValueError(f"truncated netlink header at offset {off}")
-    mlen, mtype, mflags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
-    if mlen < 16 or off + mlen > n:
-        raise ValueError(f"malformed netlink message length {mlen} at offset {off}")
-    return mlen, mtype, mflags, mseq
-
-
 def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
     """Attribute type -> (payload start, payload end) in [start, end); first one wins."""
-    found: dict[int, tuple[int, int]] = {}
-    unpack = _NLATTR.unpack_from
-    a = start
-    while a + 4 <= end:
-        alen, atype = unpack(data, a)
-        if alen < 4 or a + alen > end:
-            raise ValueError(f"malformed netlink attribute at offset {a}")
-        found.setdefault(atype & _NLA_TYPE_MASK, (a + 4, a + alen))
-        a += (alen + 3) & ~3
-    return found
+    return {t: (off, off + size) for t, (off, size) in core.find_attrs(data, start, end).items()}
 
 
 def _be32(data: bytes, span: tuple[int, int], what: str) -> int:
@@ -261,23 +225,13 @@ def _reply_messages(
 ) -> tuple[list[tuple[int, int]], bool]:
     """(offset, length) of each ``wanted`` message of ``seq``; whether NLMSG_DONE was seen."""
     out: list[tuple[int, int]] = []
-    off, n = 0, len(data)
-    while off < n:
-        mlen, mtype, mflags, mseq = _header(data, off, n)
-        if seq is None or mseq == seq:
-            if mflags & NLM_F_DUMP_INTR:
-                raise InterruptedError("conntrack dump interrupted")
-            if mtype == NLMSG_DONE:
-                return out, True
-            if mtype == NLMSG_ERROR:
-                err = _kernel_error(data, off, mlen)
-                if err is not None:
-                    raise err
-            elif mtype == wanted:
-                if mlen < 20:
-                    raise ValueError(f"ctnetlink message without nfgenmsg at offset {off}")
-                out.append((off, mlen))
-        off += (mlen + 3) & ~3
+    for mtype, off, mlen, _seq in core.messages(data, seq):
+        if mtype == NLMSG_DONE:
+            return out, True
+        if mtype == wanted:
+            if mlen < 20:
+                raise ValueError(f"ctnetlink message without nfgenmsg at offset {off}")
+            out.append((off, mlen))
     return out, False
 
 
@@ -343,13 +297,13 @@ def _parse_tuple(data: bytes, start: int, end: int) -> tuple[bytes, bytes, int, 
 
 def _tcp_state(data: bytes, start: int, end: int) -> int:
     """The TCP state in the CTA_PROTOINFO among the attributes in [start, end), or NO_STATE."""
-    unpack = _NLATTR.unpack_from
+    unpack = NLATTR.unpack_from
     a = start
     while a + 4 <= end:
         alen, atype = unpack(data, a)
         if alen < 4 or a + alen > end:
             raise ValueError(f"malformed netlink attribute at offset {a}")
-        if atype & _NLA_TYPE_MASK == CTA_PROTOINFO:
+        if atype & NLA_TYPE_MASK == CTA_PROTOINFO:
             tcp = _attrs(data, a + 4, a + alen).get(CTA_PROTOINFO_TCP)
             if tcp is None:
                 return NO_STATE
@@ -391,7 +345,7 @@ def parse_ct_messages(data: bytes, out: list[CtEntry], seq: int | None = None) -
 
     Returns True once NLMSG_DONE was seen.
     """
-    unpack_hdr = _NLMSGHDR.unpack_from
+    unpack_hdr = NLMSGHDR.unpack_from
     append = out.append
     off, n = 0, len(data)
     while off < n:
@@ -406,11 +360,11 @@ def parse_ct_messages(data: bytes, out: list[CtEntry], seq: int | None = None) -
                     raise ValueError(f"ctnetlink message without nfgenmsg at offset {off}")
                 append(parse_entry(data, off, mlen))
             elif mtype == NLMSG_DONE:
-                return True
-            elif mtype == NLMSG_ERROR:
-                err = _kernel_error(data, off, mlen)
-                if err is not None:
+                if (err := core.done_error(data, off, mlen)) is not None:
                     raise err
+                return True
+            elif mtype == NLMSG_ERROR and (err := core.error_of(data, off, mlen)) is not None:
+                raise err
             if mflags & NLM_F_DUMP_INTR:
                 raise InterruptedError("conntrack dump interrupted")
         off += (mlen + 3) & ~3
@@ -471,18 +425,6 @@ def read_proc_value(name: str, root: Path = PROC_SYS) -> int | None:
         return None
 
 
-def _open() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    try:
-        sock.bind((0, 0))
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class ConntrackReader:
     """ctnetlink reads of the namespace this process runs in.
 
@@ -492,42 +434,28 @@ class ConntrackReader:
     """
 
     def __init__(self) -> None:
-        self._sock: socket.socket | None = None
-        self._seq = 0
+        self._nl = core.NetlinkSocket(NETLINK_NETFILTER, rcvbuf=_RCVBUF)
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
-        return self._seq
-
-    def _exchange(self, request: str, run: Callable[[socket.socket, int], object]) -> object:
-        try:
-            if self._sock is None:
-                self._sock = _open()
-            return run(self._sock, self._next_seq())
-        except NetlinkError as exc:
-            self.close()
-            exc.request = exc.request or request
-            raise
-        except BaseException:
-            self.close()
-            raise
+        self._nl.close()
 
     def table(self) -> TableInfo:
         """The table's size and limit (limit from /proc when the kernel does not send it)."""
 
         def run(sock: socket.socket, seq: int) -> TableInfo:
             sock.send(build_stats_request(seq))
-            while (info := parse_stats_reply(sock.recv(_RECV_SIZE), seq)) is None:
-                pass
-            return info
+            got: list[TableInfo] = []
 
-        info = self._exchange("IPCTNL_MSG_CT_GET_STATS", run)
-        assert isinstance(info, TableInfo)
+            def consume(data: bytes) -> bool:
+                info = parse_stats_reply(data, seq)
+                if info is not None:
+                    got.append(info)
+                return bool(got)
+
+            core.receive(sock, consume)
+            return got[0]
+
+        info = self._nl.exchange("IPCTNL_MSG_CT_GET_STATS", run)
         if info.limit is None:
             return TableInfo(info.entries, read_proc_value("nf_conntrack_max"))
         return info
@@ -538,13 +466,10 @@ class ConntrackReader:
         def run(sock: socket.socket, seq: int) -> dict[str, int]:
             totals: dict[str, int] = {}
             sock.send(build_stats_cpu_request(seq))
-            while not parse_stats_cpu_messages(sock.recv(_RECV_SIZE), totals, seq):
-                pass
+            core.receive(sock, lambda data: parse_stats_cpu_messages(data, totals, seq))
             return totals
 
-        totals = self._exchange("IPCTNL_MSG_CT_GET_STATS_CPU", run)
-        assert isinstance(totals, dict)
-        return totals
+        return self._nl.exchange("IPCTNL_MSG_CT_GET_STATS_CPU", run)
 
     def dump(
         self,
@@ -558,15 +483,18 @@ class ConntrackReader:
         The dump runs on a socket of its own, closed at the end: a dump
         stopped at the bound leaves nothing behind on the reader's socket.
         """
-        sock = _open()
+        sock = core.open_socket(NETLINK_NETFILTER, rcvbuf=_RCVBUF)
         try:
-            seq = self._next_seq()
+            seq = self._nl.next_seq()
             sock.send(build_dump_request(seq, family))
             read = 0
             recv = sock.recv
             while True:
                 batch: list[CtEntry] = []
-                done = parse_ct_messages(recv(_RECV_SIZE), batch, seq)
+                data = recv(core.RECV_SIZE)
+                if not data:
+                    raise NetlinkError(errno.EIO, "netlink socket closed")
+                done = parse_ct_messages(data, batch, seq)
                 room = max_entries - read
                 if len(batch) > room:
                     del batch[room:]
