@@ -9,6 +9,7 @@ BENCHES = (
     "links_bench",
     "firewall_bench",
     "containers_bench",
+    "cri_bench",
     "exporter_bench",
     "conntrack_bench",
 )

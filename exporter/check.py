@@ -162,6 +162,35 @@ def describe_docker(docker: SourceData, poll: PollResult, cfg: Config) -> list[F
     return out
 
 
+def describe_cri(cri: SourceData, poll: PollResult, cfg: Config) -> list[Finding]:
+    endpoint = str(cfg.setting("cri.endpoint")) or "the default socket"
+    out = [
+        Finding(
+            OK,
+            "cri",
+            f"{cri.runtime} {cri.version or '(version unknown)'} answering the CRI at "
+            f"{endpoint}; {_count(len(cri.workloads), 'pod')}, "
+            f"{_count(len(cri.networks), 'CNI network')}",
+        )
+    ]
+    own = [w for w in cri.workloads if has_own_netns(w)]
+    unmapped = sorted(w.name for w in own if w.netns_id is None)
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
+        out.append(
+            Finding(
+                FAIL,
+                "cri",
+                f"{len(unmapped)} of {len(own)} pods' network namespaces cannot be opened "
+                f"({shown}): no per-pod counters; needs hostPID and CAP_SYS_PTRACE "
+                "(or running as root)",
+            )
+        )
+    elif own:
+        out.append(Finding(OK, "cri", f"all {_count(len(own), 'pod')} with a pod network mapped"))
+    return out
+
+
 def describe_sysctl(sysctl: SysctlData, poll: PollResult, cfg: Config) -> list[Finding]:
     out: list[Finding] = []
     fwd = ", ".join(f"{f}={'on' if v else 'off'}" for f, v in sorted(sysctl.ip_forwarding.items()))

@@ -58,7 +58,7 @@ class FirewallConfig:
     # fnmatch patterns over "TABLE/CHAIN" (e.g. "filter/DOCKER-USER",
     # "docker-bridges/*"); a chain is exported when it is built-in (see above)
     # or matches an include pattern, and matches no exclude pattern.
-    chains_include: tuple[str, ...] = ("*/DOCKER*", "docker-bridges/*")
+    chains_include: tuple[str, ...] = ("*/DOCKER*", "docker-bridges/*", "nat/CNI-*")
     chains_exclude: tuple[str, ...] = ()
     # Bound on every external command (iptables-*-save, nft).
     command_timeout: float = 5.0
@@ -337,7 +337,9 @@ def _read_settings(
     for st in known:
         if st.name in section:
             v = check_setting(section[st.name], st, problems)
-            if isinstance(v, str | float | int | bool):
+            # A setting written with its default value is the default (so a file that
+            # spells out every default, like config.example.yaml, is the embedded config).
+            if isinstance(v, str | float | int | bool) and v != st.default:
                 into[st.key] = v
 
 

@@ -112,6 +112,23 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         source=True,
     ),
     CollectorSpec(
+        "cri",
+        "Kubernetes pods and CNI networks (CRI: containerd, CRI-O)",
+        "exporter.sources.cri:make_cri",
+        describe="exporter.check:describe_cri",
+        needs=("links",),
+        source=True,
+        settings=(
+            Setting(
+                "cri.endpoint",
+                "str",
+                "",
+                "the CRI runtime's unix socket (default: containerd's "
+                "/run/containerd/containerd.sock, else CRI-O's /var/run/crio/crio.sock)",
+            ),
+        ),
+    ),
+    CollectorSpec(
         "conntrack",
         "the conntrack table over ctnetlink: size, limit, statistics; entries per workload",
         "exporter.collectors.conntrack:make_conntrack",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import crilab
 import dockerlab
 import pytest
 
@@ -99,3 +100,61 @@ def start_server() -> Iterator[Callable[..., ExporterHTTPServer]]:
     for srv in started:
         srv.shutdown()
         srv.server_close()
+
+
+# ---------------------------------------------------------------------------
+# containerd with its CRI plugin and the CNI plugins (tests/crilab.py)
+# ---------------------------------------------------------------------------
+
+
+class _CriLabs:
+    """The session's lab containerd, started when a module first asks for it."""
+
+    def __init__(self) -> None:
+        self.lab: crilab.CriLab | None = None
+
+    def acquire(self) -> crilab.CriLab:
+        crilab.need_containerd()
+        if self.lab is None:
+            cl = crilab.CriLab()
+            self.lab = cl
+            try:
+                cl.setup()
+                cl.start()
+                cl.import_image()
+            except BaseException:
+                self.close()
+                raise
+        elif not self.lab.running():
+            self.lab.start()
+        return self.lab
+
+    def close(self) -> None:
+        if self.lab is not None:
+            self.lab.close()
+            self.lab = None
+
+
+@pytest.fixture(scope="session")
+def cri_labs() -> Iterator[_CriLabs]:
+    labs = _CriLabs()
+    try:
+        yield labs
+    finally:
+        labs.close()
+
+
+@pytest.fixture(scope="module")
+def containerd(cri_labs: _CriLabs) -> Iterator[crilab.CriLab]:
+    """A running lab containerd (CRI plugin, CNI bridge + portmap) in its own node namespace.
+
+    One per session; each module starts with no pods and leaves none behind
+    (and containerd running, if a test stopped it).
+    """
+    cl = cri_labs.acquire()
+    try:
+        yield cl
+    finally:
+        if not cl.running():
+            cl.start()
+        cl.remove_all()

@@ -92,11 +92,14 @@ def _poll(**over: object) -> PollResult:
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
-    status = tuple(
+    status = [
         CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
         for n in ("links", "docker", "firewall", "sysctl", "routes", "conntrack")
-    )
-    return PollResult(data, status, 0.0, 0.05)
+    ]
+    # No CRI runtime on this host unless the test gives the cri source's data.
+    absent = "cri" not in data
+    status.append(CollectorStatus("cri", not absent, 0.01, "no CRI runtime socket", absent=absent))
+    return PollResult(data, tuple(status), 0.0, 0.05)
 
 
 def test_a_healthy_host_passes() -> None:
@@ -210,3 +213,21 @@ def test_an_absent_runtime_is_information_not_failure() -> None:
     text = render_findings(findings)
     assert "[info] docker        not on this host: no Docker socket at /var/run/docker.sock" in text
     assert exit_code(findings) == 0, text
+
+
+def test_cri_pods_mapped_and_not() -> None:
+    pods = tuple(
+        replace(_ctr(name, nsid), name=f"ns/{name}", namespace="ns", pod=name, runtime="containerd",
+                network_mode="pod")
+        for name, nsid in (("web", 3), ("db", None))
+    )  # fmt: skip
+    cri = SourceData("1.6.20~ds1", pods, (), runtime="containerd")
+    poll = _poll(cri=cri)
+    text = render_findings(build_findings(Config(), ROOT_CAPS, poll, None))
+    assert (
+        "containerd 1.6.20~ds1 answering the CRI at the default socket; 2 pods, 0 CNI networks"
+        in text
+    )
+    assert "1 of 2 pods' network namespaces cannot be opened (ns/db)" in text
+    absent = render_findings(build_findings(Config(), ROOT_CAPS, _poll(), None))
+    assert "[info] cri           not on this host: no CRI runtime socket" in absent

@@ -147,10 +147,10 @@ def test_owners_of_every_runtime() -> None:
     assert who.workloads[ip("10.244.0.5")] == ("kube-system/coredns-x", "kube-system",
                                                "coredns-x", "cbr0")  # fmt: skip
     assert who.networks[("kube-system/coredns-x", "kube-system", "coredns-x", "cbr0")] == (
-        "containerd",
+        "cni",
         "cbr0",
     )
-    assert who.gateways[ip("10.244.0.1")] == ("containerd", "cbr0")
+    assert who.gateways[ip("10.244.0.1")] == ("cni", "cbr0")
     assert len(who.workloads) == 5  # a, a's IPv6, b, quiet, the pod; not the host-network one
 
 

@@ -178,6 +178,28 @@ def test_kustomize_build_validates_strict(tmp_path: Path) -> None:
     assert "passed for resource daemonset/netpath-exporter" in out
 
 
+def test_docker_overlay_adds_only_the_docker_socket(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) not installed")
+    proc = run(kubectl, "kustomize", str(DEPLOY / "kubernetes-docker"))
+    assert proc.returncode == 0, proc.stderr
+    built = tmp_path / "built.yaml"
+    built.write_text(proc.stdout)
+    ds = next(d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    mounts = {m["name"]: (m["mountPath"], m.get("readOnly")) for m in ctr["volumeMounts"]}
+    assert mounts == {
+        "docker-sock": ("/var/run/docker.sock", True),
+        "containerd": ("/run/containerd", True),
+        "crio": ("/var/run/crio", True),
+    }
+    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    assert volumes["docker-sock"] == {"path": "/var/run/docker.sock", "type": "Socket"}
+    assert "passed for resource daemonset/netpath-exporter" in k8s_validate(built)
+
+
 def test_daemonset_is_host_network_host_pid_least_privilege() -> None:
     ds = manifests()["DaemonSet"]
     pod = ds["spec"]["template"]["spec"]
@@ -189,8 +211,20 @@ def test_daemonset_is_host_network_host_pid_least_privilege() -> None:
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["capabilities"]["drop"] == ["ALL"] and set(sc["capabilities"]["add"]) == CAPS
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    mounts = {m["name"]: m["mountPath"] for m in ctr["volumeMounts"]}
-    assert mounts == {"docker-sock": "/var/run/docker.sock"}
+    # The CRI runtimes' socket directories, read-only, created where a node lacks one
+    # (so one manifest serves containerd and CRI-O nodes); no endpoint flag, so a
+    # runtime that is not there is absent rather than failing.
+    mounts = {m["name"]: (m["mountPath"], m.get("readOnly")) for m in ctr["volumeMounts"]}
+    assert mounts == {
+        "containerd": ("/run/containerd", True),
+        "crio": ("/var/run/crio", True),
+    }
+    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    assert volumes == {
+        "containerd": {"path": "/run/containerd", "type": "DirectoryOrCreate"},
+        "crio": {"path": "/var/run/crio", "type": "DirectoryOrCreate"},
+    }
+    assert not any(a.startswith(("--cri.endpoint", "--docker.host")) for a in ctr["args"])
     labels = ds["spec"]["template"]["metadata"]["labels"]
     assert ds["spec"]["selector"]["matchLabels"].items() <= labels.items()
 

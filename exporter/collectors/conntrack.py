@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from exporter.collector import CollectorError
 from exporter.model import MetricFamily, SourceData
+from exporter.model.workloads import RUNTIME_CONTAINERD, RUNTIME_CRIO, RUNTIME_PODMAN
 from exporter.netlink.conntrack import (
     EVENTS,
     IPPROTO_TCP,
@@ -259,6 +260,14 @@ class Owners:
     networks: Mapping[WorkloadKey, NetworkKey] = field(default_factory=dict)
 
 
+_MANAGERS = {RUNTIME_PODMAN: "netavark", RUNTIME_CONTAINERD: "cni", RUNTIME_CRIO: "cni"}
+
+
+def manager_of(runtime: str) -> str:
+    """The ``manager`` label of a runtime's networks."""
+    return _MANAGERS.get(runtime, runtime)
+
+
 def build_owners(
     sources: Iterable[SourceData], interfaces: Iterable[WorkloadInterface] = ()
 ) -> Owners:
@@ -267,8 +276,10 @@ def build_owners(
     A workload's series is (container, namespace, pod, network) as the workload
     families label it; its network is the one the join found for its veth
     (``interfaces``), else its endpoint's. Every endpoint address counts, IPv4
-    and IPv6, also of workloads whose veth is not mapped (yet). The manager of
-    a network is its runtime.
+    and IPv6, also of workloads whose veth is not mapped (yet). A network's
+    manager is the program that manages it, as the firewall managers name
+    themselves (Docker's networks ``docker``, Podman's ``netavark``, the CRI
+    runtimes' CNI networks ``cni``).
     """
     joined = {(wi.workload.id, wi.ip): wi.network for wi in interfaces if wi.ip and wi.network}
     workloads: list[tuple[str, WorkloadKey]] = []
@@ -284,8 +295,10 @@ def build_owners(
                 for addr in (ep.ip, ep.ipv6):
                     if addr:
                         workloads.append((addr, key))
-                        networks[key] = (src.runtime, network)
-        gateways += [(gw, (net.runtime, net.name)) for net in src.networks for gw in net.gateways]
+                        networks[key] = (manager_of(src.runtime), network)
+        gateways += [
+            (gw, (manager_of(net.runtime), net.name)) for net in src.networks for gw in net.gateways
+        ]
     return Owners(owners(workloads), owners(gateways), networks)
 
 

@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 from exporter.meaning.base import Manager, Meaning, Topology
+from exporter.meaning.cni import CniManager
 from exporter.meaning.docker import DockerManager
 from exporter.model import FirewallData
 
-MANAGERS: tuple[Manager, ...] = (DockerManager(),)
+MANAGERS: tuple[Manager, ...] = (DockerManager(), CniManager())
 
 
 def interpret_all(fw: FirewallData, topo: Topology) -> tuple[Meaning, ...]:

@@ -151,6 +151,20 @@ def parse_iptables_rule(text: str) -> IptablesRule | None:
     )
 
 
+_COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+@lru_cache(maxsize=_PARSE_CACHE)
+def iptables_comment(text: str) -> str:
+    """The ``-m comment --comment`` text of an iptables rule, unquoted ("" if none)."""
+    m = _COMMENT.search(text)
+    if m is None:
+        return ""
+    if m.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", m.group(1))
+    return m.group(2)
+
+
 # --------------------------------------------------------------------------
 # nftables statement text
 # --------------------------------------------------------------------------

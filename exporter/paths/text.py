@@ -105,9 +105,15 @@ def format_path_text(path: ContainerPath) -> str:
     """The path for people: numbered hops, then the firewall chain by chain."""
     ctr = path.container
     rates = path.interval is not None
-    out = [f"Container {ctr.name} ({ctr.id[:12]}), image {ctr.image or '-'}"]
+    if ctr.pod:
+        out = [f"Pod {ctr.name} (sandbox {ctr.id[:12]}), runtime {ctr.runtime}"]
+    else:
+        runtime = "" if ctr.runtime == "docker" else f", runtime {ctr.runtime}"
+        out = [f"Container {ctr.name} ({ctr.id[:12]}), image {ctr.image or '-'}{runtime}"]
     window = f"rates over {path.interval:.1f} s" if rates else "no rates (one reading)"
     fw = f"firewall {path.backend or 'none found'}, Docker layout {path.layout}"
+    if ctr.runtime != "docker" and path.layout == "unknown":
+        fw = f"firewall {path.backend or 'read'}; no Docker rules"
     out.append(f"{window}; {fw}")
     for err in path.firewall_errors:
         out.append(f"warning: firewall: {err}")
@@ -117,7 +123,7 @@ def format_path_text(path: ContainerPath) -> str:
         if net is not None:
             out.append(f"Network {net.name} ({net.id[:12]}, driver {net.driver})")
         else:
-            out.append("Network: unknown (the bridge belongs to no Docker network)")
+            out.append("Network: unknown (the bridge belongs to no known network)")
         iface = leg.container_interface
         where = f"ifindex {iface.ifindex}" if iface.ifindex is not None else "ifindex ?"
         out.append(f"  1. container interface {iface.name or '?'} ({where} in the container)")
