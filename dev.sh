@@ -39,7 +39,7 @@ apt_install() {
 
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
 TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd containernetworking-plugins runc busybox-static prometheus
-               curl procps util-linux libcap2-bin make git openssl systemd chromium
+               curl procps util-linux libcap2-bin make git openssl systemd chromium conntrack
                podman netavark aardvark-dns slirp4netns)
 
 ensure_python() {

@@ -5,7 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("links_bench", "firewall_bench", "containers_bench", "cri_bench", "exporter_bench")
+BENCHES = (
+    "links_bench",
+    "firewall_bench",
+    "containers_bench",
+    "cri_bench",
+    "exporter_bench",
+    "conntrack_bench",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -145,6 +145,27 @@ COLLECTORS: tuple[CollectorSpec, ...] = (
         ),
         source=True,
     ),
+    CollectorSpec(
+        "conntrack",
+        "the conntrack table over ctnetlink: size, limit, statistics; entries per workload",
+        "exporter.collectors.conntrack:make_conntrack",
+        render="exporter.collectors.conntrack:render_conntrack_data",
+        describe="exporter.collectors.conntrack:describe_conntrack",
+        settings=(
+            Setting(
+                "conntrack.interval",
+                "duration",
+                30.0,
+                "time between dumps of the whole table for attribution (default 30s)",
+            ),
+            Setting(
+                "conntrack.max-entries",
+                "int",
+                1_000_000,
+                "bound on the entries one dump reads (default 1000000)",
+            ),
+        ),
+    ),
 )
 
 BY_NAME = {spec.name: spec for spec in COLLECTORS}

@@ -150,6 +150,56 @@ def build() -> Dashboard:
             "Bps",
             [query(_uplink("netpath_interface_transmit_bytes_total"), "{{interface}}")],
         ),
+        row("Conntrack"),
+        single(
+            "Conntrack table fill",
+            "Entries over the table's limit (nf_conntrack_max). At the limit the kernel evicts "
+            "unreplied connections, then drops new ones.",
+            "percentunit",
+            [
+                query(
+                    f"netpath_conntrack_entries{{{INSTANCE}}} "
+                    f"/ (netpath_conntrack_entries_limit{{{INSTANCE}}} > 0)",
+                    instant=True,
+                )
+            ],
+            thresholds=((None, "green"), (0.75, "orange"), (0.9, "red")),
+        ),
+        graph(
+            "Conntrack entries",
+            "Entries in the host's conntrack table, and its limit.",
+            "short",
+            [
+                query(f"netpath_conntrack_entries{{{INSTANCE}}}", "entries", "A"),
+                query(f"netpath_conntrack_entries_limit{{{INSTANCE}}}", "limit", "B"),
+            ],
+            width=18,
+        ),
+        graph(
+            "Conntrack failures",
+            "Per second: connections dropped by a full table (drop), unreplied entries "
+            "evicted to make room (early_drop), insertion races lost (insert_failed).",
+            "short",
+            [
+                query(
+                    f"sum by (event) (rate(netpath_conntrack_events_total{{{INSTANCE}, "
+                    f'event=~"drop|early_drop|insert_failed"}}[{RATE}]))',
+                    "{{event}}",
+                )
+            ],
+        ),
+        graph(
+            "Top workloads by conntrack entries",
+            "The ten workloads with the most entries (their address is an entry's original or "
+            "reply source), as of the last attribution dump (conntrack.interval).",
+            "short",
+            [
+                query(
+                    f"topk(10, netpath_conntrack_workload_entries{{{INSTANCE}}})",
+                    "{{container}} ({{network}})",
+                )
+            ],
+        ),
         row("Routes and interfaces"),
         grid(
             "Routes",
@@ -168,7 +218,8 @@ def build() -> Dashboard:
     return build_dashboard(
         UID,
         "netpath / Host path",
-        "The host side of the container path: bridges, uplink, forwarding switches, routes.",
+        "The host side of the container path: bridges, uplink, forwarding switches, "
+        "conntrack, routes.",
         [
             instance_variable(),
             query_variable(

@@ -35,6 +35,8 @@ EXPECTED = {
     "NetpathCollectorFailing",
     "NetpathPollsStale",
     "NetpathFirewallUnreadable",
+    "NetpathConntrackTableFull",
+    "NetpathConntrackFailuresRising",
 }
 
 

@@ -20,6 +20,7 @@ from exporter.check import (
     parse_capabilities,
     render_findings,
 )
+from exporter.collectors.conntrack import ConntrackData
 from exporter.config import Config
 from exporter.model import (
     Chain,
@@ -35,6 +36,7 @@ from exporter.model import (
     Table,
     Workload,
 )
+from exporter.netlink.conntrack import TableInfo
 from exporter.poller import CollectorStatus, PollResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,12 +88,13 @@ def _poll(**over: object) -> PollResult:
         "sysctl": SysctlData({"ipv4": True, "ipv6": False}, {}),
         "routes": RoutesData((Route("default", "eth0", "192.0.2.1"),)),
         "docker": SourceData("27.1.0", (_ctr("web", 0),), ()),
+        "conntrack": ConntrackData(TableInfo(10, 1000), {}, None),
     }
     data.update(over)
     data = {k: v for k, v in data.items() if v is not None}
     status = [
         CollectorStatus(n, n in data, 0.01, "" if n in data else "boom")
-        for n in ("links", "docker", "firewall", "sysctl", "routes")
+        for n in ("links", "docker", "firewall", "sysctl", "routes", "conntrack")
     ]
     # No CRI runtime on this host unless the test gives the cri source's data.
     absent = "cri" not in data
@@ -112,6 +115,7 @@ def test_a_healthy_host_passes() -> None:
     assert "ip forwarding: ipv4=on, ipv6=off" in text
     assert "br_netfilter not loaded" in text
     assert "default: eth0 via 192.0.2.1" in text
+    assert "conntrack     readable: 10 entries of 1000 (1%)" in text
 
 
 def test_failures_and_their_reasons() -> None:

@@ -343,7 +343,7 @@ def test_seed_host_counters_equal_the_kernel(seed_lab: SeedLab, daemon: Daemon) 
     fwd = {lb["family"]: v for lb, v in got["netpath_ip_forwarding_enabled"]}
     assert fwd["ipv4"] == 1
     success = {lb["collector"]: v for lb, v in got["netpath_collector_success"]}
-    assert success == {"links": 1, "firewall": 1, "sysctl": 1, "routes": 1}
+    assert success == {"links": 1, "firewall": 1, "sysctl": 1, "routes": 1, "conntrack": 1}
 
     # The exposition passes promtool.
     if shutil.which("promtool"):

@@ -184,7 +184,9 @@ def test_nobody_with_the_documented_privileges_reads_every_backend(
         got = d.scrape_when("a poll as nobody", success)
     finally:
         err = d.stop()
-    assert success(got) == {"links": 1, "firewall": 1, "sysctl": 1, "routes": 1}, err
+    assert success(got) == {
+        "links": 1, "firewall": 1, "sysctl": 1, "routes": 1, "conntrack": 1
+    }, err  # fmt: skip
     backends = {(lb["family"], lb["backend"]) for lb, _ in got["netpath_firewall_backend_info"]}
     assert {("ipv4", "iptables-nft"), ("ipv4", "iptables-legacy")} <= backends
     assert any(b == "nftables" for _, b in backends)
@@ -202,11 +204,21 @@ def test_nobody_with_the_documented_privileges_reads_every_backend(
 # (label, capabilities, groups, collectors expected to fail -> text expected in the finding)
 FW_MATRIX: list[tuple[str, tuple[str, ...], list[int], dict[str, str]]] = [
     ("documented set + group root", CAPS, [0], {}),
-    ("without CAP_NET_ADMIN", ("net_raw", "sys_ptrace"), [0], {"firewall": "nf_tables"}),
+    (
+        "without CAP_NET_ADMIN",
+        ("net_raw", "sys_ptrace"),
+        [0],
+        {"firewall": "nf_tables", "conntrack": "permission denied (needs CAP_NET_ADMIN)"},
+    ),
     ("without CAP_NET_RAW", ("net_admin", "sys_ptrace"), [0], {"firewall": "iptables-legacy"}),
     ("without CAP_SYS_PTRACE", ("net_admin", "net_raw"), [0], {}),
     ("without group root", CAPS, [], {"firewall": "iptables-legacy"}),
-    ("no capabilities at all", (), [0], {"firewall": "nf_tables"}),
+    (
+        "no capabilities at all",
+        (),
+        [0],
+        {"firewall": "nf_tables", "conntrack": "permission denied (needs CAP_NET_ADMIN)"},
+    ),
 ]
 
 
@@ -264,7 +276,7 @@ def test_nobody_with_the_documented_privileges_maps_containers(
         dl.run_sleeper(name)
     names = {"priv-a", "priv-b"}
     env = dl.env()
-    everyone = {"links": 1, "docker": 1, "firewall": 1, "sysctl": 1, "routes": 1}
+    everyone = {"links": 1, "docker": 1, "firewall": 1, "sysctl": 1, "routes": 1, "conntrack": 1}
     d = Daemon(dl.netns, lab.as_user(CAPS, groups=[0, sock_gid]), public, env=env)
     try:
         got = d.scrape_when(
