@@ -1,11 +1,13 @@
 # Thin wrappers around ./dev.sh, which works without make on a fresh machine.
-.PHONY: run test bench lint fmt golden dashboards pictures
+.PHONY: run test bench image dist lint fmt golden dashboards pictures
 run:
 	./dev.sh run $(ARGS)
 test:
 	./dev.sh test $(ARGS)
 bench:
 	./dev.sh bench $(ARGS)
+image:
+	./dev.sh image
 lint:
 	.venv/bin/ruff check exporter tests bench grafana && .venv/bin/ruff format --check exporter tests bench grafana && .venv/bin/mypy
 fmt:

@@ -5,6 +5,8 @@
 #   ./dev.sh run [exporter flags...]   install what the exporter needs, then run it
 #   ./dev.sh test [pytest args...]     install what the tests need, then lint, type-check, test
 #   ./dev.sh bench                     install, then build the benchmark labs and print figures
+#   ./dev.sh image                     build the container image netpath-exporter:VERSION into the
+#                                      Docker daemon DOCKER_HOST names (no registry needed)
 #
 # Python packages go into .venv/ at the repository root; nothing is installed
 # into the system Python.
@@ -40,7 +42,7 @@ apt_install() {
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
 TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd containernetworking-plugins runc busybox-static prometheus
                curl procps util-linux libcap2-bin make git openssl systemd chromium conntrack
-               podman netavark aardvark-dns slirp4netns)
+               podman netavark aardvark-dns slirp4netns mmdebstrap)
 
 ensure_python() {
     if ! command -v "$PY" >/dev/null 2>&1; then
@@ -73,6 +75,87 @@ ensure_venv() {
     fi
 }
 
+# --- ./dev.sh image ----------------------------------------------------------------------
+# The Dockerfile's default base (the official slim image) when the daemon has it or can pull
+# it; otherwise a Debian bookworm base made here with mmdebstrap from Debian's archive and
+# imported (python3, python3-venv, iptables, nftables, ca-certificates; no docs, no apt).
+# Environment: IMAGE_BASE (use this base, no probing), IMAGE_PULL=never (do not try to pull),
+# IMAGE_ROOTFS (where the mmdebstrap tarball is cached; default build/image/rootfs-SUITE.tar),
+# IMAGE_TAG (default netpath-exporter:VERSION).
+DEFAULT_BASE=python:3.11-slim-bookworm
+LOCAL_SUITE=bookworm
+LOCAL_BASE=netpath-exporter-base:$LOCAL_SUITE
+LOCAL_PACKAGES=python3,python3-venv,iptables,nftables,ca-certificates
+
+version() { sed -n 's/^__version__ = "\(.*\)"$/\1/p' exporter/__init__.py; }
+
+make_rootfs() {
+    # make_rootfs TARBALL : a minimal Debian root filesystem (Essential packages + ours).
+    local out=$1
+    apt_install mmdebstrap
+    mkdir -p "$(dirname "$out")"
+    log "mmdebstrap $LOCAL_SUITE ($LOCAL_PACKAGES) -> $out"
+    mmdebstrap --quiet --variant=essential --include="$LOCAL_PACKAGES" \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        "$LOCAL_SUITE" "$out.part"
+    mv "$out.part" "$out"
+}
+
+choose_base() {
+    # Prints the base image to build on, making the local one when needed.
+    if [ -n "${IMAGE_BASE:-}" ]; then echo "$IMAGE_BASE"; return; fi
+    if docker image inspect "$DEFAULT_BASE" >/dev/null 2>&1; then echo "$DEFAULT_BASE"; return; fi
+    if [ "${IMAGE_PULL:-}" != never ] && docker pull -q "$DEFAULT_BASE" >&2; then
+        echo "$DEFAULT_BASE"; return
+    fi
+    if ! docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        local rootfs=${IMAGE_ROOTFS:-$ROOT/build/image/rootfs-$LOCAL_SUITE.tar}
+        [ -s "$rootfs" ] || make_rootfs "$rootfs"
+        log "docker import $rootfs $LOCAL_BASE"
+        docker import -m "Debian $LOCAL_SUITE: $LOCAL_PACKAGES (mmdebstrap)" "$rootfs" "$LOCAL_BASE" >/dev/null
+    fi
+    echo "$LOCAL_BASE"
+}
+
+build_wheels() {
+    # build_wheels PYVER : the project's wheel and its runtime dependencies' binary wheels for
+    # CPython PYVER on this machine's architecture, into build/wheelhouse (whatever Python runs
+    # pip here: a pyenv build or another version gets the image's wheels all the same).
+    local pyver=$1 wh=$ROOT/build/wheelhouse arch plat plats=()
+    arch=$(uname -m)
+    for plat in manylinux2014 manylinux_2_17 manylinux_2_28 manylinux_2_34; do
+        plats+=(--platform "${plat}_$arch")
+    done
+    rm -rf "$wh" && mkdir -p "$wh"
+    log "wheels for CPython $pyver ($arch) -> build/wheelhouse"
+    "$VENV/bin/pip" wheel -qq --no-deps -w "$wh" "$ROOT"
+    "$VENV/bin/pip" download -qq --only-binary=:all: --implementation cp --python-version "$pyver" \
+        "${plats[@]}" -d "$wh" "$wh"/netpath_exporter-*.whl
+}
+
+build_image() {
+    local tag=${IMAGE_TAG:-netpath-exporter:$(version)} base pyver net=() size
+    command -v docker >/dev/null 2>&1 || apt_install docker.io
+    docker version >/dev/null 2>&1 || {
+        log "no Docker daemon answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}"; exit 1; }
+    ensure_venv run
+    base=$(choose_base)
+    pyver=$(docker run --rm --network none --entrypoint python3 "$base" \
+        -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    build_wheels "$pyver"
+    # A base that has the tools (the local one) needs no network at all during the build.
+    [ "$base" = "$LOCAL_BASE" ] && net=(--network none)
+    # The legacy builder where the CLI has no buildx (it builds the same Dockerfile).
+    docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+    log "docker build $tag (base $base, Python $pyver)"
+    docker build -q "${net[@]}" --build-arg "BASE=$base" -f deploy/Dockerfile -t "$tag" . >/dev/null
+    size=$(docker image inspect -f '{{.Size}}' "$tag")
+    log "built $tag: $((size / 1000000)) MB"
+    echo "$tag"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -97,8 +180,11 @@ bench)
     ensure_venv dev
     exec "$VENV/bin/python" -m bench "$@"
     ;;
+image)
+    build_image
+    ;;
 *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
