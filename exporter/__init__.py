@@ -1,3 +1,3 @@
 """netpath-exporter: the path of container traffic, as Prometheus metrics."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
