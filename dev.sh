@@ -11,6 +11,7 @@
 # Python packages go into .venv/ at the repository root; nothing is installed
 # into the system Python.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
@@ -78,14 +79,15 @@ ensure_venv() {
 # --- ./dev.sh image ----------------------------------------------------------------------
 # The Dockerfile's default base (the official slim image) when the daemon has it or can pull
 # it; otherwise a Debian bookworm base made here with mmdebstrap from Debian's archive and
-# imported (python3, python3-venv, iptables, nftables, ca-certificates; no docs, no apt).
+# imported (python3, python3-venv, libstdc++6, iptables, nftables, ca-certificates; no docs).
 # Environment: IMAGE_BASE (use this base, no probing), IMAGE_PULL=never (do not try to pull),
 # IMAGE_ROOTFS (where the mmdebstrap tarball is cached; default build/image/rootfs-SUITE.tar),
 # IMAGE_TAG (default netpath-exporter:VERSION).
 DEFAULT_BASE=python:3.11-slim-bookworm
 LOCAL_SUITE=bookworm
 LOCAL_BASE=netpath-exporter-base:$LOCAL_SUITE
-LOCAL_PACKAGES=python3,python3-venv,iptables,nftables,ca-certificates
+# libstdc++6: grpcio's C++ core (the CRI source).
+LOCAL_PACKAGES=python3,python3-venv,libstdc++6,iptables,nftables,ca-certificates
 
 version() { sed -n 's/^__version__ = "\(.*\)"$/\1/p' exporter/__init__.py; }
 
@@ -95,7 +97,7 @@ make_rootfs() {
     apt_install mmdebstrap
     mkdir -p "$(dirname "$out")"
     log "mmdebstrap $LOCAL_SUITE ($LOCAL_PACKAGES) -> $out"
-    mmdebstrap --quiet --variant=essential --include="$LOCAL_PACKAGES" \
+    mmdebstrap --quiet --format=tar --variant=essential --include="$LOCAL_PACKAGES" \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -142,7 +144,7 @@ build_image() {
         log "no Docker daemon answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}"; exit 1; }
     ensure_venv run
     base=$(choose_base)
-    pyver=$(docker run --rm --network none --entrypoint python3 "$base" \
+    pyver=$(docker run --rm --pull never --network none --entrypoint python3 "$base" \
         -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     build_wheels "$pyver"
     # A base that has the tools (the local one) needs no network at all during the build.
