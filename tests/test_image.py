@@ -507,6 +507,9 @@ def test_the_image_runs_as_the_daemonset_runs_it_and_maps_the_pods(
     dirs = host_path_dirs(cl)
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
+    # On a node containerd makes /run/containerd 0711 (its state directory); in the lab the
+    # shim made it, 0600, which uid 0 without CAP_DAC_OVERRIDE (the DaemonSet) cannot enter.
+    dirs["/run/containerd"].chmod(0o711)
     standard = dirs["/run/containerd"] / "containerd.sock"
     os.link(cl.sock, standard)
     sandbox, config, probes = cri_configs(m, cl, ref)
@@ -533,7 +536,12 @@ def test_the_image_runs_as_the_daemonset_runs_it_and_maps_the_pods(
             return all(have.get(p.full_name, {}).get("interface") == p.host_veth() for p in pods)
 
         def logs() -> str:
-            return log.read_text(errors="replace") if log.exists() else f"(no log at {log})"
+            text = log.read_text(errors="replace") if log.exists() else f"(no log at {log})"
+            tasks = cl.ctr("tasks", "ls")
+            pid = next(ln.split()[1] for ln in tasks.splitlines() if ln.startswith(container_id))
+            seen = lab.run(["nsenter", "-t", pid, "-m", "ls", "-la", "/run/containerd"],
+                           check=False)  # fmt: skip
+            return f"{text}\nthe container's /run/containerd:\n{seen}"
 
         got = scrape_when(cl.netns.path, port, "the lab pods mapped to their veths", mapped, logs)
         have = interfaces(got)
