@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import __version__
 from exporter.web.security import parse_web_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def test_kustomize_build_validates_strict(tmp_path: Path) -> None:
         d["metadata"].get("namespace") == "netpath" for d in docs if d["kind"] != "Namespace"
     )
     ds = next(d for d in docs if d["kind"] == "DaemonSet")
-    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "netpath-exporter:0.1.0"
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"netpath-exporter:{__version__}"
     out = k8s_validate(built)
     assert "passed for resource daemonset/netpath-exporter" in out
 
