@@ -174,7 +174,10 @@ def test_kustomize_build_validates_strict(tmp_path: Path) -> None:
         d["metadata"].get("namespace") == "netpath" for d in docs if d["kind"] != "Namespace"
     )
     ds = next(d for d in docs if d["kind"] == "DaemonSet")
-    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"netpath-exporter:{__version__}"
+    assert (
+        ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"netpath-exporter:{__version__}"
+    )
     out = k8s_validate(built)
     assert "passed for resource daemonset/netpath-exporter" in out
 
