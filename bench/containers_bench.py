@@ -30,11 +30,17 @@ import json
 from bench.timing import once, timed
 from exporter.config import DockerConfig
 from exporter.collectors.links import LinksCollector
-from exporter.sources.docker import (
-    ContainersCollector,
-    build_container_interfaces,
-    render_containers,
-)
+from exporter.metrics.workloads import render_workloads
+from exporter.sources.docker import ContainersCollector
+from exporter.workloads import build_interfaces
+
+
+def build_container_interfaces(docker, links):
+    return build_interfaces([docker], links)
+
+
+def render_containers(docker, links):
+    return render_workloads([docker], build_interfaces([docker], links))
 
 links = LinksCollector()
 coll = ContainersCollector(DockerConfig())
