@@ -88,7 +88,7 @@ def event_poll(py: dockerlab.NetnsPython, dl: dockerlab.DockerLab, cmd: str, nam
     while True:
         r = py.eval(
             "(lambda c0: (lambda t: (t[0], coll.api_calls - c0, "
-            f"any(c.name == {name!r} for c in t[1].containers)))(once(coll.collect)))"
+            f"any(c.name == {name!r} for c in t[1].workloads)))(once(coll.collect)))"
             "(coll.api_calls)"
         )
         cost, calls, seen = r
