@@ -7,6 +7,7 @@
 #   ./dev.sh bench                     install, then build the benchmark labs and print figures
 #   ./dev.sh image                     build the container image netpath-exporter:VERSION into the
 #                                      Docker daemon DOCKER_HOST names (no registry needed)
+#   ./dev.sh image prometheus          Prometheus for the compose stack, from Debian's package
 #
 # Python packages go into .venv/ at the repository root; nothing is installed
 # into the system Python.
@@ -112,13 +113,17 @@ choose_base() {
     if [ "${IMAGE_PULL:-}" != never ] && docker pull -q "$DEFAULT_BASE" >&2; then
         echo "$DEFAULT_BASE"; return
     fi
+    ensure_local_base
+    echo "$LOCAL_BASE"
+}
+
+ensure_local_base() {
     if ! docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         local rootfs=${IMAGE_ROOTFS:-$ROOT/build/image/rootfs-$LOCAL_SUITE.tar}
         [ -s "$rootfs" ] || make_rootfs "$rootfs"
         log "docker import $rootfs $LOCAL_BASE"
         docker import -m "Debian $LOCAL_SUITE: $LOCAL_PACKAGES (mmdebstrap)" "$rootfs" "$LOCAL_BASE" >/dev/null
     fi
-    echo "$LOCAL_BASE"
 }
 
 build_wheels() {
@@ -158,6 +163,31 @@ build_image() {
     echo "$tag"
 }
 
+build_prometheus_image() {
+    # Prometheus for the compose stack: Debian's package's binaries on the local base.
+    local root=$ROOT/build/prometheus-root deb tag version
+    command -v docker >/dev/null 2>&1 || apt_install docker.io
+    ensure_local_base
+    mkdir -p "$ROOT/build/debs"
+    deb=$(ls "$ROOT"/build/debs/prometheus_*.deb /var/cache/apt/archives/prometheus_*.deb \
+          2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        (cd "$ROOT/build/debs" && apt-get download -q prometheus >/dev/null)
+        deb=$(ls "$ROOT"/build/debs/prometheus_*.deb | head -n1)
+    fi
+    version=$(dpkg-deb -f "$deb" Version | sed 's/[+~-].*//')
+    rm -rf "$root" "$root.x" && mkdir -p "$root/usr/bin" "$root/etc/prometheus"
+    dpkg-deb -x "$deb" "$root.x"
+    cp "$root.x/usr/bin/prometheus" "$root.x/usr/bin/promtool" "$root/usr/bin/"
+    rm -rf "$root.x"
+    tag=netpath-exporter-prometheus:$version
+    docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+    log "docker build $tag (Debian's prometheus $version on $LOCAL_BASE)"
+    docker build -q --network none --build-arg "BASE=$LOCAL_BASE" \
+        -f deploy/compose/prometheus.Dockerfile -t "$tag" . >/dev/null
+    echo "$tag"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -183,10 +213,14 @@ bench)
     exec "$VENV/bin/python" -m bench "$@"
     ;;
 image)
-    build_image
+    case "${1:-exporter}" in
+    exporter) build_image ;;
+    prometheus) build_prometheus_image ;;
+    *) log "usage: ./dev.sh image [exporter|prometheus]"; exit 2 ;;
+    esac
     ;;
 *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -326,6 +326,13 @@ def test_dockerfile_lints_and_copies_what_exists() -> None:
     assert "iptables nftables" in text
 
 
+def test_prometheus_dockerfile_lints() -> None:
+    dockerfile = COMPOSE / "prometheus.Dockerfile"
+    proc = run(tool("hadolint"), "--no-color", str(dockerfile))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "COPY build/prometheus-root/ /" in dockerfile.read_text()
+
+
 def test_web_config_example_parses() -> None:
     path = DEPLOY / "web-config.example.yml"
     s = parse_web_config(yaml.safe_load(path.read_text()), path.parent)

@@ -355,7 +355,7 @@ def test_without_each_capability_the_container_degrades_as_the_readme_says(
         assert any("needs CAP_NET_ADMIN" in t for t in fails["conntrack"]), check.stdout
         assert mapped == set(workloads)
     elif cap == "NET_RAW":
-        assert "no iptables-legacy counters (nf_tables is still read)" in says
+        assert "no iptables-legacy counters (nf_tables is still read" in says
         assert not any(b == "iptables-legacy" for b, _, _ in read), read
         assert ("iptables-nft", "DOCKER-ISOLATION-STAGE-2", "-o docker0 -j DROP") in read
         assert 'collector="firewall"` is 0 and its error says `needs CAP_NET_RAW`' in says
@@ -588,3 +588,90 @@ def test_the_image_runs_as_the_daemonset_runs_it_and_maps_the_pods(
             cl.remove_pod(p)
         standard.unlink(missing_ok=True)
         cl.ctr("images", "rm", ref)
+
+
+# ---------------------------------------------------------------------------
+# The compose stack: Prometheus (Debian's package, built here) scraping the exporter
+# ---------------------------------------------------------------------------
+
+
+def prometheus_run_args(svc: dict[str, Any], project: str) -> tuple[list[str], int]:
+    """The compose Prometheus service as ``docker run`` options, and its published port."""
+    args: list[str] = []
+    port = 0
+    for key, value in svc.items():
+        if key in ("image", "command", "restart"):
+            continue  # the image is made here (upstream's cannot be pulled); see above
+        if key == "volumes":
+            for vol in value:
+                src, dst, *mode = vol.split(":")
+                if src.startswith("."):
+                    src = str((COMPOSE_FILE.parent / src).resolve())
+                else:
+                    src = f"{project}_{src}"  # a named volume of the project
+                args += ["-v", ":".join([src, dst, *mode])]
+        elif key == "ports":
+            (spec,) = value
+            args += ["-p", spec]
+            port = int(spec.rsplit(":", 1)[1])
+        elif key == "extra_hosts":
+            args += [a for host in value for a in ("--add-host", host)]
+        elif key == "read_only":
+            args += ["--read-only"] if value else []
+        elif key == "security_opt":
+            args += [a for opt in value for a in ("--security-opt", opt)]
+        else:
+            raise AssertionError(f"compose key {key!r} of prometheus is not translated here")
+    return args, port
+
+
+def test_the_compose_stack_runs_prometheus_scraping_the_exporter(
+    lab_docker: dockerlab.DockerLab, image: str, workloads: dict[str, str]
+) -> None:
+    proc = subprocess.run(
+        [str(REPO / "dev.sh"), "image", "prometheus"],
+        env=lab_docker.env(), cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prom_image = proc.stdout.strip().splitlines()[-1]
+    stack = yaml.safe_load(COMPOSE_FILE.read_text())
+    svc = stack["services"]["prometheus"]
+    assert svc["image"].startswith("prom/prometheus:")
+    args, port = prometheus_run_args(svc, stack["name"])
+    exporter = ExporterContainer(lab_docker, image)
+    name = f"np-prometheus-{secrets.token_hex(3)}"
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    n_rules = sum(len(g["rules"]) for g in alerts["groups"])
+    try:
+        lab_docker.docker("run", "-d", "--name", name, *args, prom_image, *svc["command"])
+        api = f"http://127.0.0.1:{port}/api/v1"
+
+        def query(expr: str) -> list[dict[str, Any]] | None:
+            got = curl(lab_docker.netns.path, f"{api}/query?query={expr}")
+            if got.returncode != 0:
+                return None
+            return json.loads(got.stdout)["data"]["result"]  # type: ignore[no-any-return]
+
+        def scraped() -> list[dict[str, Any]] | None:
+            up = query("up")
+            return up if up and up[0]["value"][1] == "1" else None
+
+        try:
+            (up,) = dockerlab.poll_until("Prometheus to scrape the exporter", scraped, timeout=60)
+        except TimeoutError as exc:
+            logs = lab_docker.docker("logs", name, check=False)
+            targets = curl(lab_docker.netns.path, f"{api}/targets").stdout
+            raise AssertionError(f"{exc}\n{targets}\n{logs}") from None
+        assert up["metric"]["job"] == "netpath"
+        containers = query("netpath_container_interface_info")
+        assert containers is not None
+        seen = {r["metric"]["container"]: r["metric"]["interface"] for r in containers}
+        # Every lab container, and Prometheus's own (it runs on the default bridge).
+        assert set(seen) == {*workloads, name}
+        assert {n: seen[n] for n in workloads} == workloads
+        loaded = json.loads(curl(lab_docker.netns.path, f"{api}/rules").stdout)["data"]["groups"]
+        assert sum(len(g["rules"]) for g in loaded) == n_rules
+    finally:
+        lab_docker.docker("rm", "-f", name, check=False)
+        lab_docker.docker("volume", "rm", f"{stack['name']}_prometheus-data", check=False)
+        exporter.remove()
