@@ -8,6 +8,8 @@ bench:
 	./dev.sh bench $(ARGS)
 image:
 	./dev.sh image
+dist:
+	.venv/bin/python -m build --outdir dist .
 lint:
 	.venv/bin/ruff check exporter tests bench grafana && .venv/bin/ruff format --check exporter tests bench grafana && .venv/bin/mypy
 fmt:
