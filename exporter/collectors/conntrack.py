@@ -236,17 +236,21 @@ def _text(raw: bytes) -> str:
 _PROTO_NAMES = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
 
-def active_connections(dump: DumpResult) -> dict[tuple[str, str, int, str], int]:
-    """Active connections by (protocol, original destination, its port, reply source).
+ActiveKey = tuple[str, str, int, str, int]
+
+
+def active_connections(dump: DumpResult) -> dict[ActiveKey, int]:
+    """Active connections by (protocol, original destination, its port, reply source, its port).
 
     TCP entries in ESTABLISHED and every UDP entry, as counted by the last
     dump of a collector made with ``active=True`` (else empty). For a
     Service, the original destination is its ClusterIP (or node address) and
-    port, the reply source the endpoint the connection was DNATed to.
+    port, the reply source the endpoint the connection was DNATed to (its
+    address and port).
     """
     return {
-        (_PROTO_NAMES[proto], _text(dst), port, _text(src)): n
-        for (proto, dst, port, src), n in dump.active.items()
+        (_PROTO_NAMES[proto], _text(dst), port, _text(src), sport): n
+        for (proto, dst, port, src, sport), n in dump.active.items()
     }
 
 
