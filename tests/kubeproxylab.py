@@ -413,9 +413,11 @@ done, held = 0, []
 for _ in range(count):
     try:
         c = socket.create_connection((addr, port), timeout=5)
-    except OSError:
+    except ConnectionRefusedError:
         if mode == "refused":
             done += 1
+        continue
+    except OSError:
         continue
     if mode == "hold":
         c.sendall(b"hold\n")
@@ -481,6 +483,10 @@ def node(pod_ips: Sequence[str], port: int) -> Iterator[Node]:
         client = stack.enter_context(lab.netns("kpcli"))
         lab.add_bridge(host, "cni0", "10.244.0.1/24")
         lab.enable_forwarding(host)
+        # kube-proxy's REJECTs answer with ICMP errors, which the kernel rate-limits per
+        # destination: a limited one leaves the client to resend its SYN, counted twice.
+        host.exec("sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0")
+        host.exec("sysctl", "-q", "-w", "net.ipv6.icmp.ratelimit=0")
         host.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", client.path)
         host.ip("addr", "add", f"{NODE_UPLINK}/24", "dev", "eth0")
         host.ip("link", "set", "eth0", "up")
@@ -488,6 +494,9 @@ def node(pod_ips: Sequence[str], port: int) -> Iterator[Node]:
         client.ip("link", "set", "eth0", "up")
         client.ip("route", "add", SERVICE_RANGE, "via", NODE_UPLINK)
         client.ip("route", "add", "10.244.0.0/16", "via", NODE_UPLINK)
+        # The node routes the Service range like any address it does not hold (a real
+        # node: its default route); to the client here, so it never leaves the lab.
+        host.ip("route", "add", SERVICE_RANGE, "via", CLIENT)
         made = Node(host, client)
         for i, ip in enumerate(pod_ips):
             pod = stack.enter_context(lab.netns(f"kppod{i}"))
