@@ -65,7 +65,8 @@ print(json.dumps({
     "errors": list(data.errors),
     "dump": [data.dump.result.entries, data.dump.result.truncated] if data.dump else None,
     "read": [read, truncated],
-    "list": [[e[0], e[1].hex(), e[2].hex(), e[3].hex(), e[4].hex(), e[5], e[6]] for e in entries],
+    "list": [[e[0], e[1].hex(), e[2].hex(), e[3].hex(), e[4].hex(), e[5], e[6], e[7]]
+             for e in entries],
     "exposition": ExpositionWriter().render(render_conntrack(data, Owners())).decode(),
 }))
 """
@@ -112,7 +113,7 @@ def read_in(ns: lab.Netns, bound: int = 1_000_000, listed: bool = True) -> dict[
 def as_entries(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
     return [
         (r[0], bytes.fromhex(r[1]), bytes.fromhex(r[2]), bytes.fromhex(r[3]),
-         bytes.fromhex(r[4]), r[5], r[6])
+         bytes.fromhex(r[4]), r[5], r[6], r[7])
         for r in rows
     ]  # fmt: skip
 
