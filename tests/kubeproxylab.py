@@ -436,6 +436,30 @@ if mode == "hold":
 """
 
 
+# argv: src dst count. TCP segments with SYN and FIN both set, which conntrack rejects as
+# INVALID ("invalid tcp flag combination"): kube-proxy's KUBE-FORWARD drops each one.
+_INVALID = r"""
+import socket, struct, sys
+src, dst, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+for i in range(count):
+    seg = struct.pack("!HHIIBBHHH", 40000 + i, 8080, 1, 0, 5 << 4, 0x03, 65535, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(seg))
+    seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
+    raw.sendto(seg, (dst, 0))
+print(count)
+"""
+
+
+def send_invalid(ns: lab.Netns, src: str, dst: str, count: int) -> int:
+    """``count`` TCP segments conntrack calls INVALID (SYN+FIN), from ``ns`` to ``dst``."""
+    return int(ns.exec(sys.executable, "-c", _INVALID, src, dst, str(count)).strip())
+
+
 @contextmanager
 def server(ns: lab.Netns, addr: str, port: int) -> Iterator[None]:
     """A TCP server in ``ns``: answers "ok" and closes, or holds a connection that says "hold"."""

@@ -11,18 +11,29 @@ or with the connections the test made.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
+from grafana import promql
 from tests import kubeproxylab as kp
 from tests import lab
 from tests.test_daemon_lab import Daemon
 
 pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARDS = REPO / "grafana" / "dashboards"
 
 PODS = ("10.244.0.2", "10.244.0.3")
 WEB = kp.Svc(
@@ -130,6 +141,17 @@ def test_clusterip_connections_equal_dnat_counters(node_lab: NodeLab) -> None:
 
 
 @iptables_mode
+def test_invalid_drops(node_lab: NodeLab) -> None:
+    key = {"manager": "kube-proxy", "reason": "invalid"}
+    dropped = "netpath_dropped_packets_total"
+    first = values(node_lab.daemon.scrape_after(time.time()), dropped, **key)
+    k = 7
+    assert kp.send_invalid(node_lab.node.client, kp.CLIENT, PODS[0], k) == k
+    got = values(node_lab.scrape_after(time.time()), dropped, **key)
+    assert got["invalid"] - first["invalid"] == k
+
+
+@iptables_mode
 def test_rejected_and_nodeport(node_lab: NodeLab) -> None:
     first = node_lab.daemon.scrape_after(time.time())
     k, m = 5, 6
@@ -170,3 +192,147 @@ def test_active_connections_count_the_held_ones(node_lab: NodeLab) -> None:
     assert sum(active.values()) == held_n
     assert {ep: v for ep, v in active.items() if v} == established
     assert set(active) == {f"{ip}:8080" for ip in PODS}
+
+
+# --------------------------------------------------------------------------
+# The Services dashboard and the Services alerts on a real Prometheus
+# --------------------------------------------------------------------------
+
+# argv: client address, rounds. Traffic all along: ClusterIP, NodePort, a Service without
+# endpoints, and INVALID segments; a round every 0.2s (load, not synchronisation).
+TRAFFIC = r"""
+import socket, subprocess, sys, time
+for _ in range(int(sys.argv[2])):
+    for addr, port in (("10.96.0.10", 80), ("192.0.2.1", 30080), ("10.96.0.11", 80)):
+        try:
+            with socket.create_connection((addr, port), timeout=2) as c:
+                c.sendall(b"close\n")
+                while c.recv(64):
+                    pass
+        except OSError:
+            pass
+    time.sleep(0.2)
+"""
+
+
+@dataclass
+class Prom:
+    node: lab.Netns
+    addr: str
+
+    def api(self, path: str, **params: str) -> dict[str, object]:
+        args = [a for k, v in params.items() for a in ("--data-urlencode", f"{k}={v}")]
+        out = self.node.exec(
+            "curl", "-sf", "--max-time", "10", "-G", f"http://{self.addr}{path}", *args
+        )
+        answer: dict[str, object] = json.loads(out)
+        return answer
+
+    def query(self, expr: str) -> list[dict[str, object]]:
+        answer = self.api("/api/v1/query", query=expr)
+        assert answer["status"] == "success", (expr, answer)
+        data = answer["data"]
+        assert isinstance(data, dict)
+        result: list[dict[str, object]] = data["result"]
+        return result
+
+
+@pytest.fixture
+def prometheus(node_lab: NodeLab, tmp_path: Path) -> Iterator[Prom]:
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed (dev.sh TEST_PACKAGES has it)")
+    port = lab.free_port()
+    rules = tmp_path / "alerts.yml"
+    rules.write_text(RULES.read_text())
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {
+                "job_name": "netpath",
+                "static_configs": [{"targets": [f"127.0.0.1:{node_lab.daemon.port}"]}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    node = node_lab.node.node
+    procs = [
+        node.popen(
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        node_lab.node.client.popen(
+            sys.executable,
+            "-c",
+            TRAFFIC,
+            kp.CLIENT,
+            "100000",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        yield Prom(node, f"127.0.0.1:{port}")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_query(prom: Prom, expr: str, timeout: float = 60) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = prom.query(expr)
+        except RuntimeError:
+            got = []  # Prometheus still starting
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"no series for {expr} within {timeout}s")
+
+
+@pytest.mark.parametrize("node_lab", ["nft"], indirect=True)
+def test_services_dashboard_and_alerts_on_prometheus(node_lab: NodeLab, prometheus: Prom) -> None:
+    wait_query(prometheus, 'count_over_time(up{job="netpath"}[1m]) >= 12', timeout=90)
+    # INVALID segments once Prometheus holds the counter before them (a rise to rate over)
+    kp.send_invalid(node_lab.node.client, kp.CLIENT, PODS[0], 5)
+    wait_query(prometheus, 'increase(netpath_dropped_packets_total{reason="invalid"}[1m]) > 0')
+    wait_query(prometheus, "netpath_service_endpoint_active_connections")
+    dashboard = json.loads((DASHBOARDS / "netpath-services.json").read_text())
+    builtins = {"__rate_interval": "10s", "__interval": "1s", "__range": "1m", "__range_s": "60"}
+    instance = f"127.0.0.1:{node_lab.daemon.port}"
+    variables = promql.variable_queries(dashboard)
+    assert set(variables) == {"instance", "namespace", "service"}
+    everything = {"instance": instance, "namespace": ".*", "service": ".*"} | builtins
+    # Two Services chosen, as Grafana writes a multi-value selection into a regex.
+    chosen = {"instance": instance, "namespace": "shop", "service": "(web|gone)"} | builtins
+    for name, want in (("namespace", {"shop"}), ("service", {"web", "gone"})):
+        selector, label = promql.parse_label_values(variables[name])
+        found = prometheus.query(promql.substitute(selector, everything))
+        assert {s["metric"][label] for s in found} == want  # type: ignore[index]
+    empty = []
+    checked = 0
+    for subst in (everything, chosen):
+        for title, ref, expr in promql.panel_queries(dashboard):
+            checked += 1
+            if not prometheus.query(promql.substitute(expr, subst)):
+                empty.append(f"{title} [{ref}]: {promql.substitute(expr, subst)}")
+    assert not empty, "queries without a series:\n" + "\n".join(empty)
+    assert checked >= 24
+    rules = {
+        r["alert"]: r["expr"]
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    gone = prometheus.query(rules["NetpathServiceWithoutEndpointsReceiving"])
+    # (Prometheus keeps no empty label: the unnamed port has none)
+    assert [(s["metric"]["service"], s["metric"].get("port")) for s in gone] == [("gone", None)]  # type: ignore[index, union-attr]
+    invalid = prometheus.query(rules["NetpathInvalidDropsRising"])
+    assert [s["metric"]["manager"] for s in invalid] == ["kube-proxy"]  # type: ignore[index]
