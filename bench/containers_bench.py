@@ -30,11 +30,17 @@ import json
 from bench.timing import once, timed
 from exporter.config import DockerConfig
 from exporter.collectors.links import LinksCollector
-from exporter.sources.docker import (
-    ContainersCollector,
-    build_container_interfaces,
-    render_containers,
-)
+from exporter.metrics.workloads import render_workloads
+from exporter.sources.docker import ContainersCollector
+from exporter.workloads import build_interfaces
+
+
+def build_container_interfaces(docker, links):
+    return build_interfaces([docker], links)
+
+
+def render_containers(docker, links):
+    return render_workloads([docker], build_interfaces([docker], links))
 
 links = LinksCollector()
 coll = ContainersCollector(DockerConfig())
@@ -82,7 +88,7 @@ def event_poll(py: dockerlab.NetnsPython, dl: dockerlab.DockerLab, cmd: str, nam
     while True:
         r = py.eval(
             "(lambda c0: (lambda t: (t[0], coll.api_calls - c0, "
-            f"any(c.name == {name!r} for c in t[1].containers)))(once(coll.collect)))"
+            f"any(c.name == {name!r} for c in t[1].workloads)))(once(coll.collect)))"
             "(coll.api_calls)"
         )
         cost, calls, seen = r

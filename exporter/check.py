@@ -30,7 +30,7 @@ from exporter.workloads import has_own_netns
 # The capabilities the exporter uses, with what is lost without each.
 NEEDED_CAPS: Mapping[str, str] = {
     "CAP_NET_ADMIN": "firewall: no rule counters (nf_tables netlink, iptables-*-save, "
-    "x_tables getsockopt all need it)",
+    "x_tables getsockopt all need it); conntrack: no table figures (ctnetlink)",
     "CAP_NET_RAW": "firewall: no iptables-legacy counters (the x_tables socket is a raw socket)",
     "CAP_SYS_PTRACE": "containers: no host veth for containers of other users "
     "(/proc/PID/ns/net cannot be opened), so no per-container counters",

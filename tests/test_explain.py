@@ -516,3 +516,34 @@ def test_published_ports_stay_on_the_leg_their_dnat_serves() -> None:
         ("::", 1173),
     ]
     assert "docker-proxy alone serves it" not in format_path_text(api)
+
+
+def test_explain_shows_the_workloads_conntrack_entries() -> None:
+    """explain counts a workload's entries as the conntrack collector attributes them."""
+    import socket  # noqa: PLC0415
+
+    from exporter.collectors.conntrack import ConntrackData, LastDump  # noqa: PLC0415
+    from exporter.netlink.conntrack import DumpResult, TableInfo  # noqa: PLC0415
+    from exporter.paths.explain import conntrack_view  # noqa: PLC0415
+
+    poll = load_poll(SEED)
+    ip = socket.inet_aton
+    web, client, outside = ip("172.18.0.2"), ip("172.17.0.2"), ip("192.0.2.9")
+    pairs = {(web, outside): 3, (outside, web): 2, (client, web): 4, (client, outside): 5}
+    dump = DumpResult(entries=14, truncated=False, pairs=pairs, active={})
+    data = ConntrackData(TableInfo(14, 1000), {}, LastDump(dump, 0.01, poll.timestamp - 7))
+    with_ct = replace(poll, data={**poll.data, "conntrack": data})
+    docker = poll.data["docker"]
+    assert isinstance(docker, SourceData)
+    web_ctr = find_container(docker.workloads, "shop-web-1")
+    view = conntrack_view(with_ct, web_ctr)
+    assert view is not None
+    assert dict(view.entries) == {"appnet": 3 + 2 + 4}  # a source either way; once each
+    assert view.dump_age == 7
+    data_ = poll.data
+    seed_tuple = (data_["docker"], data_["links"], data_["firewall"], data_["routes"])
+    path = replace(web_path(seed_tuple), conntrack=view)  # type: ignore[arg-type]
+    text = format_path_text(path)
+    assert "conntrack: 9 on appnet (original or reply source its address; dump 7 s ago)" in text
+    assert path_to_json(path)["conntrack"] == {"entries": {"appnet": 9}, "dump_age_seconds": 7}
+    assert conntrack_view(poll, web_ctr) is None  # no conntrack read: nothing said

@@ -25,14 +25,17 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TextIO
 
 from exporter.config import Config, parse_duration
+from exporter.model import Workload
 from exporter.paths.lookup import describe_missing, describe_no_network, find_container
 from exporter.paths.rules import build_rule_meanings
 from exporter.paths.text import format_path_json, format_path_text, path_to_json
-from exporter.paths.views import Baseline, ContainerPath, ExplainError
+from exporter.paths.views import Baseline, ConntrackView, ContainerPath, ExplainError
 from exporter.paths.walk import build_path, build_paths
+from exporter.poller import PollResult
 from exporter.workloads import has_own_netns
 
 # --------------------------------------------------------------------------
@@ -117,6 +120,7 @@ def run_explain(
         except (OSError, ValueError):
             pass  # the names are a nicety: the ifindexes are shown anyway
     path = build_path(ctr, view, before=before, ifnames=ifnames)
+    path = replace(path, conntrack=conntrack_view(poll, ctr))
     if not path.legs:
         return fail(
             f"found no host veth of container {ctr.name}: run explain in the network "
@@ -126,6 +130,23 @@ def run_explain(
     out.write(format_path_json(path) if as_json else format_path_text(path))
     out.flush()
     return 0
+
+
+def conntrack_view(poll: PollResult, workload: Workload) -> ConntrackView | None:
+    """The workload's conntrack entries per network, from the poll's last attribution dump."""
+    from exporter.collectors.conntrack import (  # noqa: PLC0415 - only with conntrack data
+        ConntrackData,
+        attribute,
+        build_owners,
+    )
+
+    data = poll.get("conntrack", ConntrackData)
+    if data is None or data.dump is None or poll.view is None:
+        return None
+    owners = build_owners(poll.view.sources, poll.view.interfaces)
+    counts = attribute(data.dump.result, owners.workloads)
+    entries = {key[3]: n for key, n in counts.items() if key[0] == workload.name}
+    return ConntrackView(entries, max(0.0, poll.timestamp - data.dump.finished))
 
 
 def _describe_missing_workload(cfg: Config, query: str, failed: Sequence[Any]) -> str:

@@ -43,6 +43,16 @@ def path_to_json(path: ContainerPath) -> dict[str, Any]:
             "errors": list(path.firewall_errors),
         },
         "networks": [_json(leg) for leg in path.legs],
+        **(
+            {
+                "conntrack": {
+                    "entries": dict(path.conntrack.entries),
+                    "dump_age_seconds": path.conntrack.dump_age,
+                }
+            }
+            if path.conntrack is not None
+            else {}
+        ),
         "default_routes": [
             {**_json(u.route), "uplink": _json(u.uplink)} for u in path.default_routes
         ],
@@ -121,6 +131,14 @@ def format_path_text(path: ContainerPath) -> str:
     out.append(f"{window}; {fw}")
     for err in path.firewall_errors:
         out.append(f"warning: firewall: {err}")
+    if path.conntrack is not None:
+        per_net = ", ".join(
+            f"{n} on {net or '?'}" for net, n in sorted(path.conntrack.entries.items())
+        )
+        out.append(
+            f"conntrack: {per_net or 'no entries'} "
+            f"(original or reply source its address; dump {path.conntrack.dump_age:.0f} s ago)"
+        )
     for leg in path.legs:
         net = leg.network
         out.append("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.model import (
@@ -150,6 +151,15 @@ class ContainerPath:
     interval: float | None  # seconds between the two readings; None: no rates
     firewall_errors: tuple[str, ...] = ()
     manager: str = "docker"  # the firewall manager of the workload's runtime
+    # conntrack entries whose original or reply source is the workload's address on each
+    # network, from the last attribution dump; None when conntrack was not read
+    conntrack: ConntrackView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConntrackView:
+    entries: Mapping[str, int]  # network -> entries
+    dump_age: float  # seconds since the dump finished
 
 
 def manager_title(manager: str) -> str:

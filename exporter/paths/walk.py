@@ -28,244 +28,32 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.model import (
-    BACKEND_NFTABLES,
-    Chain,
-    FirewallData,
     LinksData,
     Network,
-    RoutesData,
-    Table,
     Workload,
 )
+from exporter.paths.chains import walk_chains
+from exporter.paths.context import PathContext, path_context
 from exporter.paths.figures import (
-    RuleKey,
     link_hop,
-    make_figures,
-    rule_counters,
-    rule_keys,
-    sum_figures,
 )
+from exporter.paths.meanings import meaning_views, ports_on_their_legs
 from exporter.paths.rules import (
-    FAMILY_RANK,
     NetMatch,
-    RuleKeyRef,
-    RuleMeaning,
-    build_rule_meanings,
-    chain_hook,
-    iptables_relevance,
-    jump_targets,
-    nft_relevance,
 )
 from exporter.paths.views import (
     Baseline,
-    ChainView,
     ContainerInterfaceHop,
     ContainerPath,
-    DropView,
-    Figures,
     Leg,
-    MasqueradeView,
     NetworkHop,
-    PortView,
-    RuleView,
     UplinkRoute,
 )
 from exporter.view import HostView
 from exporter.workloads import WorkloadInterface
-
-# --------------------------------------------------------------------------
-# The walk
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    networks: tuple[Network, ...]
-    links: LinksData
-    firewall: FirewallData | None
-    routes: RoutesData | None
-    before: Baseline | None
-    layout: str
-    backend: str
-    chosen: tuple[tuple[int, Table], ...]
-    # manager -> (layout, backend) of every manager with rules here
-    layouts: Mapping[str, tuple[str, str]]
-    meanings: Mapping[RuleKeyRef, tuple[RuleMeaning, ...]]
-    counters: Mapping[RuleKey, tuple[int | None, int | None]]
-    policies: Mapping[tuple[str, ...], tuple[int, int]]
-    ifnames: Mapping[tuple[int, int], str]
-
-    @property
-    def seconds(self) -> float:
-        return self.before.seconds if self.before is not None else 0.0
-
-
-def _rules_shown(
-    ctx: _Context, ti: int, table: Table, m: NetMatch
-) -> tuple[dict[str, list[int]], set[str]]:
-    """Per chain, the indexes of the rules shown; and the chains holding a rule naming the net."""
-    keep: dict[str, list[int]] = {}
-    ours_chains: set[str] = set()
-    for chain in table.chains:
-        if table.backend == BACKEND_NFTABLES and "__" in chain.name:
-            if chain.name.rsplit("__", 1)[1] == m.bridge:
-                keep[chain.name] = list(range(len(chain.rules)))
-                ours_chains.add(chain.name)
-            continue
-        shown = []
-        for ri, rule in enumerate(chain.rules):
-            if table.backend == BACKEND_NFTABLES:
-                ours, other = nft_relevance(rule.text, m)
-            else:
-                ours, other = iptables_relevance(rule.text, m)
-            meant = ctx.meanings.get((ti, chain.name, ri), ())
-            ours = ours or any(mn.labels.get("bridge") == m.bridge for mn in meant)
-            if ours or not other:
-                shown.append(ri)
-            if ours:
-                ours_chains.add(chain.name)
-        keep[chain.name] = shown
-    return keep, ours_chains
-
-
-def _table_chains(
-    ctx: _Context, ti: int, table: Table, m: NetMatch
-) -> list[tuple[tuple[int, int, int, int, int], ChainView]]:
-    """The chains of one table about the network, with their sort keys."""
-    by_name = {c.name: c for c in table.chains}
-    keep, ours_chains = _rules_shown(ctx, ti, table, m)
-    if not ours_chains:
-        return []
-
-    def targets(name: str) -> list[str]:
-        chain = by_name[name]
-        out: list[str] = []
-        for ri in keep.get(name, ()):
-            out += jump_targets(table, chain.rules[ri], m.bridge)
-        return out
-
-    # A chain is shown when it names the network or leads to a shown chain.
-    shown = set(ours_chains)
-    changed = True
-    while changed:
-        changed = False
-        for name in keep:
-            if name not in shown and any(t in shown for t in targets(name)):
-                shown.add(name)
-                changed = True
-    # Traversal order: base chains by hook, each followed (depth first) by the chains
-    # it jumps to; a chain sorts with the base chain it was first reached from.
-    order: dict[str, tuple[int, int]] = {}
-    bases = sorted((h[1], h[2], c.name) for c in table.chains if (h := chain_hook(table, c)))
-    starts = [(name, (hook, prio)) for hook, prio, name in bases]
-    starts += [(c.name, (9, 9)) for c in table.chains]
-    for start, anchor in starts:
-        stack = [start]
-        while stack:
-            name = stack.pop()
-            if name in order or name not in shown:
-                continue
-            order[name] = anchor
-            stack.extend(reversed(targets(name)))
-    fam = FAMILY_RANK.get(table.family, 2)
-    out = []
-    for pos, (name, anchor) in enumerate(order.items()):
-        chain = by_name[name]
-        hook = chain_hook(table, chain)
-        keys = rule_keys(table, chain)
-        rules = tuple(
-            _rule_view(ctx, ti, table, chain, ri, key=keys[ri]) for ri in keep.get(name, ())
-        )
-        pkey = (table.family, table.backend, table.name, chain.name)
-        policy_figures = (
-            make_figures(
-                chain.policy_packets, chain.policy_bytes, ctx.policies.get(pkey), ctx.seconds
-            )
-            if chain.policy_packets is not None
-            else None
-        )
-        view = ChainView(
-            family=table.family,
-            backend=table.backend,
-            table=table.name,
-            chain=chain.name,
-            hook=hook[0] if hook else "",
-            policy=chain.policy,
-            policy_figures=policy_figures,
-            rules=rules,
-            other_rules=len(chain.rules) - len(rules),
-        )
-        out.append(((fam, anchor[0], anchor[1], ti, pos), view))
-    return out
-
-
-def _rule_view(
-    ctx: _Context, ti: int, table: Table, chain: Chain, ri: int, *, key: RuleKey | None = None
-) -> RuleView:
-    rule = chain.rules[ri]
-    if key is None:
-        key = rule_keys(table, chain)[ri]
-    return RuleView(
-        family=table.family,
-        backend=table.backend,
-        table=table.name,
-        chain=chain.name,
-        rule=rule.text,
-        figures=make_figures(rule.packets, rule.bytes, ctx.counters.get(key), ctx.seconds),
-        meanings=tuple(mn.text() for mn in ctx.meanings.get((ti, chain.name, ri), ())),
-    )
-
-
-def _walk_chains(ctx: _Context, m: NetMatch) -> tuple[ChainView, ...]:
-    """The chains about this network, in traversal order (see module doc)."""
-    views = []
-    for ti, table in ctx.chosen:
-        views += _table_chains(ctx, ti, table, m)
-    views.sort(key=lambda kv: kv[0])
-    return tuple(v for _, v in views)
-
-
-def _context(
-    view: HostView,
-    links: LinksData,
-    *,
-    before: Baseline | None,
-    ifnames: Mapping[tuple[int, int], str],
-) -> _Context:
-    firewall = view.firewall
-    layout, backend = "unknown", ""
-    chosen: tuple[tuple[int, Table], ...] = ()
-    meanings: Mapping[RuleKeyRef, tuple[RuleMeaning, ...]] = {}
-    layouts: dict[str, tuple[str, str]] = {}
-    if firewall is not None:
-        docker = next((m for m in view.meanings if m.manager == "docker"), None)
-        if docker is not None:
-            layout, backend = docker.layout, docker.backend
-        # The rules of every manager's backend (Docker's and netavark's share theirs).
-        shown = sorted({i for m in view.meanings for i in m.tables})
-        chosen = tuple((i, firewall.tables[i]) for i in shown)
-        layouts = {m.manager: (m.layout, m.backend) for m in view.meanings}
-        meanings = build_rule_meanings(firewall, view.meanings)
-    counters, policies = rule_counters(before.firewall if before is not None else None)
-    return _Context(
-        tuple(net for src in view.sources for net in src.networks),
-        links,
-        firewall,
-        view.routes,
-        before,
-        layout,
-        backend,
-        chosen,
-        layouts,
-        meanings,
-        counters,
-        policies,
-        ifnames,
-    )
 
 
 def _prefixed(ip: str, net: Network | None) -> str:
@@ -285,7 +73,7 @@ def _prefixed(ip: str, net: Network | None) -> str:
     return ip
 
 
-def _network_of(ctx: _Context, name: str, network_id: str) -> Network | None:
+def _network_of(ctx: PathContext, name: str, network_id: str) -> Network | None:
     for net in ctx.networks:
         if (network_id and net.id == network_id) or (not network_id and net.name == name):
             return net
@@ -295,7 +83,7 @@ def _network_of(ctx: _Context, name: str, network_id: str) -> Network | None:
     return None
 
 
-def _leg(ctx: _Context, ctr: Workload, ci: Any) -> Leg:
+def _leg(ctx: PathContext, ctr: Workload, ci: Any) -> Leg:
     links = ctx.links
     prev = ctx.before.links if ctx.before is not None else None
     seconds = ctx.before.seconds if ctx.before is not None else 0.0
@@ -350,67 +138,12 @@ def _leg(ctx: _Context, ctr: Workload, ci: Any) -> Leg:
         except ValueError:
             continue
     match = NetMatch(bridge, tuple(subnets))
-    chains = _walk_chains(ctx, match) if bridge else ()
-    ports, masq, drops = _docker_views(ctx, ctr, bridge, net)
+    chains = walk_chains(ctx, match) if bridge else ()
+    ports, masq, drops = meaning_views(ctx, ctr, bridge, net)
     return Leg(iface, veth, bridge_hop, network, routes, chains, ports, masq, drops)
 
 
-def _docker_views(
-    ctx: _Context, ctr: Workload, bridge: str, net: Network | None
-) -> tuple[tuple[PortView, ...], tuple[MasqueradeView, ...], tuple[DropView, ...]]:
-    """Published ports, masquerade and drops of one leg, from the rules' Docker meanings.
-
-    Every rule with a meaning for this network counts, shown in the walk or not.
-    """
-    if ctx.firewall is None or not bridge:
-        return (), (), ()
-    ports: dict[tuple[str, str, int, int], list[RuleView]] = {}
-    masq: dict[str, list[RuleView]] = {}
-    drops: dict[str, list[RuleView]] = {}
-    net_name = net.name if net is not None else bridge
-    for (ti, chain_name, ri), meanings in sorted(ctx.meanings.items()):
-        table = ctx.firewall.tables[ti]
-        chain = next(c for c in table.chains if c.name == chain_name)
-        view = _rule_view(ctx, ti, table, chain, ri)
-        for mn in meanings:
-            lb = mn.labels
-            if mn.kind == "published":
-                ours = lb["container"] == ctr.name and lb["network"] in (net_name, "")
-                if ours and lb["host_port"].isdigit() and lb["container_port"].isdigit():
-                    key = (lb["protocol"], lb["host_ip"], int(lb["host_port"]))
-                    ports.setdefault((*key, int(lb["container_port"])), []).append(view)
-            elif mn.kind == "masquerade" and lb["bridge"] == bridge:
-                masq.setdefault(lb["subnet"], []).append(view)
-            elif mn.kind == "drop" and lb["bridge"] == bridge:
-                drops.setdefault(lb["reason"], []).append(view)
-    port_views = []
-    for pb in ctr.ports:
-        key4 = (pb.protocol, pb.host_ip or "0.0.0.0", pb.host_port, pb.container_port)
-        rules = ports.pop(key4, [])
-        port_views.append(PortView(*key4, _connections(rules), tuple(rules)))
-    # DNAT rules to this container that Docker's port list does not hold.
-    for key4, rules in sorted(ports.items()):
-        port_views.append(PortView(*key4, _connections(rules), tuple(rules)))
-    masq_views = tuple(
-        MasqueradeView(subnet, _connections(views), tuple(views))
-        for subnet, views in sorted(masq.items())
-    )
-    drop_views = tuple(
-        DropView(reason, sum_figures(v.figures for v in views), tuple(views))
-        for reason, views in sorted(drops.items())
-    )
-    return tuple(port_views), masq_views, drop_views
-
-
-def _connections(rules: Sequence[RuleView]) -> Figures:
-    """New connections: the packets of NAT rules (bytes are not meaningful there); None: no rule."""
-    if not rules:
-        return Figures(None, None)
-    f = sum_figures(r.figures for r in rules)
-    return Figures(f.packets, None, f.packets_per_second)
-
-
-def _default_routes(ctx: _Context) -> tuple[UplinkRoute, ...]:
+def _default_routes(ctx: PathContext) -> tuple[UplinkRoute, ...]:
     prev = ctx.before.links if ctx.before is not None else None
     seconds = ctx.before.seconds if ctx.before is not None else 0.0
     by_name = {link.name: link for link in ctx.links.links}
@@ -424,12 +157,13 @@ def _default_routes(ctx: _Context) -> tuple[UplinkRoute, ...]:
     return tuple(out)
 
 
-# The firewall manager that writes the rules for a runtime's networks.
 _RUNTIME_MANAGER = {"podman": "netavark"}
 
 
-def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface]) -> ContainerPath:
-    legs = _ports_on_their_legs(
+def _path(
+    ctx: PathContext, ctr: Workload, interfaces: Sequence[WorkloadInterface]
+) -> ContainerPath:
+    legs = ports_on_their_legs(
         tuple(_leg(ctx, ctr, wi) for wi in interfaces if wi.workload.id == ctr.id)
     )
     manager = _RUNTIME_MANAGER.get(ctr.runtime, "docker")
@@ -446,30 +180,6 @@ def _path(ctx: _Context, ctr: Workload, interfaces: Sequence[WorkloadInterface])
     )
 
 
-def _ports_on_their_legs(legs: tuple[Leg, ...]) -> tuple[Leg, ...]:
-    """Each published port on the leg whose DNAT serves it.
-
-    The runtime lists a container's ports, not the network they are published
-    on: each leg starts with all of them. A port that a leg's DNAT rules serve
-    stays there only; one that no leg's rules serve (docker-proxy alone) stays
-    on the first leg only.
-    """
-    if len(legs) < 2:
-        return legs
-    served = {_port_key(p) for leg in legs for p in leg.published_ports if p.rules}
-    out = []
-    for i, leg in enumerate(legs):
-        kept = tuple(
-            p for p in leg.published_ports if p.rules or (i == 0 and _port_key(p) not in served)
-        )
-        out.append(replace(leg, published_ports=kept))
-    return tuple(out)
-
-
-def _port_key(p: PortView) -> tuple[str, str, int, int]:
-    return (p.protocol, p.host_ip, p.host_port, p.container_port)
-
-
 def build_path(
     container: Workload,
     view: HostView,
@@ -482,8 +192,8 @@ def build_path(
     ``ifnames`` names container-side interfaces by (netns id, ifindex).
     """
     if view.links is None:
-        return _path(_context(view, _NO_LINKS, before=before, ifnames={}), container, ())
-    ctx = _context(view, view.links, before=before, ifnames=ifnames or {})
+        return _path(path_context(view, _NO_LINKS, before=before, ifnames={}), container, ())
+    ctx = path_context(view, view.links, before=before, ifnames=ifnames or {})
     return _path(ctx, container, view.interfaces)
 
 
@@ -491,7 +201,7 @@ def build_paths(view: HostView, *, before: Baseline | None = None) -> tuple[Cont
     """The path of every running workload that has a host veth, by name."""
     if view.links is None:
         return ()
-    ctx = _context(view, view.links, before=before, ifnames={})
+    ctx = path_context(view, view.links, before=before, ifnames={})
     owners = {wi.workload.id: wi.workload for wi in view.interfaces}
     return tuple(
         _path(ctx, w, view.interfaces) for w in sorted(owners.values(), key=lambda w: w.name)
