@@ -316,3 +316,48 @@ def test_node_scale_series_are_bounded() -> None:
         render_meanings(fw, meanings)
     per_poll = (time.process_time() - t0) / 5
     print(f"\n{rules} rules: derive {derive:.3f}s, render per poll {per_poll * 1000:.1f}ms")
+
+
+# --------------------------------------------------------------------------
+# explain svc/NAMESPACE/NAME
+# --------------------------------------------------------------------------
+
+
+def test_service_walk_from_kube_services_to_each_endpoint() -> None:
+    from exporter.paths.service import (  # noqa: PLC0415
+        build_service_walk,
+        format_service_walk,
+        parse_service_query,
+    )
+
+    web_a = sep_chain(WEB, WEB.endpoints[0])
+    before = fw_of({f"-A {web_a} -p tcp": 3})
+    now = fw_of({f"-A {web_a} -p tcp": 7, '"shop/web:http cluster IP" --dport 80 -j KUBE-SVC': 9})
+    meaning = KubeProxyManager().interpret(now, Topology())
+    assert meaning is not None
+    assert parse_service_query("svc/shop/web") == ("shop", "web")
+    assert parse_service_query("web") is None
+    active = {("shop", "web", "http", "tcp", "10.244.0.2:8080"): 2}
+    walk = build_service_walk(
+        now, meaning, "shop", "web", before=before, seconds=2.0, active=active
+    )
+    assert walk is not None
+    chains = [(s.depth, s.chain) for s in walk.steps if s.table == "nat"]
+    assert chains[0] == (0, "KUBE-SERVICES")
+    dnat = [s for s in walk.steps if "DNAT" in s.rule]
+    # via the ClusterIP, again via the external IP's and the NodePort's KUBE-EXT chain
+    # (both lead to KUBE-SVC); IPv4 then IPv6
+    assert [s.rule.rsplit(" ", 1)[1] for s in dnat] == [
+        *["10.244.0.2:8080", "10.244.0.3:8080"] * 3, "[fd00:244::2]:8080",
+    ]  # fmt: skip
+    assert dnat[0].packets == 7 and dnat[0].rate == 2.0
+    assert all(s.depth == 2 for s in dnat[:2])
+    text = format_service_walk(walk)
+    assert "Service shop/web (kube-proxy, iptables mode, iptables-nft)" in text
+    assert "port http/tcp: 10.96.0.10:80, 203.0.113.7:80, fd00:96::10:80; NodePort 30080" in text
+    assert "7 packets (2.0/s)" in text
+    assert "http/tcp 10.244.0.2:8080: 2" in text
+    assert build_service_walk(now, meaning, "shop", "nothing") is None
+    gone = build_service_walk(now, meaning, "shop", "gone")
+    assert gone is not None
+    assert {s.chain for s in gone.steps} == {"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"}

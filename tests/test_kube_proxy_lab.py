@@ -336,3 +336,33 @@ def test_services_dashboard_and_alerts_on_prometheus(node_lab: NodeLab, promethe
     assert [(s["metric"]["service"], s["metric"].get("port")) for s in gone] == [("gone", None)]  # type: ignore[index, union-attr]
     invalid = prometheus.query(rules["NetpathInvalidDropsRising"])
     assert [s["metric"]["manager"] for s in invalid] == ["kube-proxy"]  # type: ignore[index]
+
+
+def test_explain_service_walks_to_each_endpoint(node_lab: NodeLab) -> None:
+    assert kp.connect(node_lab.node.client, WEB.cluster_ip, 80, 4) == 4
+    with kp.hold(node_lab.node.client, WEB.cluster_ip, 80, 2) as held:
+        assert held == 2
+        text = node_lab.node.node.exec(
+            sys.executable, "-m", "exporter", "explain", "svc/shop/web", "--interval=0",
+            "--no-collector.docker",
+        )  # fmt: skip
+        kernel = "" if node_lab.mode == "nftables" else node_lab.save()
+    layout = "nftables" if node_lab.mode == "nftables" else "iptables"
+    assert text.startswith(f"Service shop/web (kube-proxy, {layout} mode, ")
+    assert "endpoints: 10.244.0.2:8080, 10.244.0.3:8080" in text
+    active = re.findall(r"^  http/tcp (\S+): (\d+)$", text, re.M)
+    assert sum(int(n) for _, n in active) == 2
+    if node_lab.mode == "nftables":
+        assert "endpoint-" in text and "no counter" in text
+        return
+    # Each endpoint's DNAT rule, as its KUBE-SEP chain holds it, with the kernel's counter
+    # (iptables-save -c read after explain; nothing else connects meanwhile).
+    walked = re.findall(r"^ +(KUBE-SEP-\S+): .*--to-destination (\S+)\n +-> (\d+) packets?", text,
+                        re.M)  # fmt: skip
+    assert {ep for _, ep, _ in walked} == {f"{ip}:8080" for ip in PODS}
+    counters = dnat_counters(kernel)
+    for _, ep, packets in walked:
+        assert int(packets) == counters[ep]
+    with pytest.raises(RuntimeError, match="no Service shop/nothing in kube-proxy's rules"):
+        node_lab.node.node.exec(sys.executable, "-m", "exporter", "explain", "svc/shop/nothing",
+                                "--interval=0", "--no-collector.docker")  # fmt: skip
