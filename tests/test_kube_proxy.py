@@ -178,6 +178,22 @@ def test_service_addresses() -> None:
     assert gone.endpoints == ()
 
 
+def test_kube_chains_are_read_for_meaning_only() -> None:
+    from exporter.config import parse_config  # noqa: PLC0415
+    from exporter.firewall.selection import read_chain, select_chain  # noqa: PLC0415
+
+    cfg = FirewallConfig()
+    assert read_chain(cfg, "nat", "KUBE-SEP-X", False)
+    assert not select_chain(cfg, "nat", "KUBE-SEP-X", False)
+    assert read_chain(cfg, "kube-proxy", "service-X-a/b/tcp/p", False)
+    assert not read_chain(cfg, "nat", "OTHER", False)
+    off = FirewallConfig(chains_exclude=("nat/KUBE-SEP-*",))
+    assert not read_chain(off, "nat", "KUBE-SEP-X", False)
+    parsed = parse_config({"firewall": {"chains_interpret": []}}, "config file x.yaml")
+    assert parsed.firewall.chains_interpret == ()
+    assert not read_chain(parsed.firewall, "nat", "KUBE-SEP-X", False)
+
+
 def test_raw_kube_rules_stay_out_of_the_rule_families() -> None:
     fw = fw_of()
     cfg = FirewallConfig()
