@@ -374,6 +374,9 @@ def many_services(services: int, endpoints: int) -> list[Svc]:
 NODE_UPLINK = "192.0.2.1"
 CLIENT = "192.0.2.2"
 SERVICE_RANGE = "10.96.0.0/16"
+NODE_UPLINK6 = "2001:db8::1"
+CLIENT6 = "2001:db8::2"
+SERVICE_RANGE6 = "fd00:96::/112"
 
 
 @dataclass
@@ -385,7 +388,7 @@ class Node:
 
 _SERVER = r"""
 import socket, sys, threading
-srv = socket.socket()
+srv = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
 srv.listen(512)
@@ -499,9 +502,15 @@ def hold(ns: lab.Netns, addr: str, port: int, count: int) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
+def pod_ip6(ip: str) -> str:
+    """A pod's IPv6 address beside its IPv4 one: 10.244.0.N -> fd00:244::N."""
+    return f"fd00:244::{ip.rsplit('.', 1)[1]}"
+
+
 @contextmanager
 def node(pod_ips: Sequence[str], port: int) -> Iterator[Node]:
-    """The node, its pods (each serving TCP on ``port``) and the outside client."""
+    """The node, its pods (each serving TCP on ``port``, IPv4 and IPv6: ``pod_ip6``) and the
+    outside client, dual-stack."""
     with ExitStack() as stack:
         host = stack.enter_context(lab.netns("kpnode"))
         client = stack.enter_context(lab.netns("kpcli"))
@@ -521,12 +530,23 @@ def node(pod_ips: Sequence[str], port: int) -> Iterator[Node]:
         # The node routes the Service range like any address it does not hold (a real
         # node: its default route); to the client here, so it never leaves the lab.
         host.ip("route", "add", SERVICE_RANGE, "via", CLIENT)
+        for ns in (host, client):
+            ns.exec("sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_dad=0")
+        host.ip("-6", "addr", "add", f"{NODE_UPLINK6}/64", "dev", "eth0", "nodad")
+        client.ip("-6", "addr", "add", f"{CLIENT6}/64", "dev", "eth0", "nodad")
+        host.exec("sysctl", "-q", "-w", "net.ipv6.conf.cni0.accept_dad=0")
+        host.ip("-6", "addr", "add", "fd00:244::1/64", "dev", "cni0", "nodad")
+        client.ip("-6", "route", "add", SERVICE_RANGE6, "via", NODE_UPLINK6)
+        client.ip("-6", "route", "add", "fd00:244::/64", "via", NODE_UPLINK6)
+        host.ip("-6", "route", "add", SERVICE_RANGE6, "via", CLIENT6)
         made = Node(host, client)
         for i, ip in enumerate(pod_ips):
             pod = stack.enter_context(lab.netns(f"kppod{i}"))
             lab.add_container(
-                host, pod, host_if=f"veth{i}", bridge="cni0", addr=f"{ip}/24", gateway="10.244.0.1"
-            )
+                host, pod, host_if=f"veth{i}", bridge="cni0", addr=f"{ip}/24",
+                gateway="10.244.0.1", addr6=f"{pod_ip6(ip)}/64", gateway6="fd00:244::1",
+            )  # fmt: skip
             stack.enter_context(server(pod, ip, port))
+            stack.enter_context(server(pod, pod_ip6(ip), port))
             made.pods[ip] = pod
         yield made

@@ -40,7 +40,11 @@ WEB = kp.Svc(
     "shop", "web", "http", "10.96.0.10", 80, tuple((ip, 8080) for ip in PODS), node_port=30080
 )
 GONE = kp.Svc("shop", "gone", "", "10.96.0.11", 80, (), node_port=30081)
-SERVICES = [WEB, GONE]
+WEB6 = kp.Svc(
+    "shop", "web", "http", "fd00:96::10", 80, tuple((kp.pod_ip6(ip), 8080) for ip in PODS)
+)  # the IPv6 half of the dual-stack Service
+SERVICES = [WEB, GONE, WEB6]
+ALL_ENDPOINTS = {f"{ip}:8080" for ip in PODS} | {f"[{kp.pod_ip6(ip)}]:8080" for ip in PODS}
 WEB_KEY = {"namespace": "shop", "service": "web", "port": "http", "protocol": "tcp"}
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -52,8 +56,9 @@ class NodeLab:
     node: kp.Node
     daemon: Daemon
 
-    def save(self) -> str:
-        return self.node.node.exec(f"iptables-{self.mode}-save", "-c", "-t", "nat")
+    def save(self, v6: bool = False) -> str:
+        tool = f"ip6tables-{self.mode}-save" if v6 else f"iptables-{self.mode}-save"
+        return self.node.node.exec(tool, "-c", "-t", "nat")
 
     def scrape_after(self, t: float, *, dump: bool = False) -> Samples:
         """The first exposition whose poll (and, with ``dump``, conntrack dump) is after ``t``."""
@@ -72,9 +77,13 @@ def node_lab(request: pytest.FixtureRequest) -> Iterator[NodeLab]:
     mode = request.param
     with kp.node(PODS, 8080) as node:
         if mode == "nftables":
-            node.node.exec("nft", "-f", "-", input=kp.nft_ruleset(SERVICES, masquerade_rule=False))
+            for v6 in (False, True):
+                ruleset = kp.nft_ruleset(SERVICES, v6=v6, masquerade_rule=False)
+                node.node.exec("nft", "-f", "-", input=ruleset)
         else:
             node.node.exec(f"iptables-{mode}-restore", input=kp.iptables_ruleset(SERVICES))
+            ruleset6 = kp.iptables_ruleset(SERVICES, v6=True)
+            node.node.exec(f"ip6tables-{mode}-restore", input=ruleset6)
         daemon = Daemon(node.node, "--conntrack.interval=200ms", "--poll.interval=200ms")
         try:
             yield NodeLab(mode, node, daemon)
@@ -113,11 +122,11 @@ def test_layout_and_structure(node_lab: NodeLab) -> None:
     got = node_lab.daemon.scrape_after(time.time())
     layout = "nftables" if node_lab.mode == "nftables" else "iptables"
     assert ({"manager": "kube-proxy", "layout": layout}, 1) in got["netpath_firewall_layout_info"]
-    assert values(got, "netpath_service_endpoints", **WEB_KEY) == {"": 2}
+    assert values(got, "netpath_service_endpoints", **WEB_KEY) == {"": 4}  # IPv4 and IPv6
     if node_lab.mode != "nftables":
         assert values(got, "netpath_service_endpoints", service="gone") == {"": 0}
         info = [lbl for lbl, _ in got["netpath_service_info"] if lbl["service"] == "web"]
-        assert [i["cluster_ip"] for i in info] == ["10.96.0.10"]
+        assert sorted(i["cluster_ip"] for i in info) == ["10.96.0.10", "fd00:96::10"]
     rules = got.get("netpath_firewall_rule_packets_total", [])
     assert not [lbl for lbl, _ in rules if lbl["chain"].startswith(("KUBE-", "service-"))]
 
@@ -135,9 +144,32 @@ def test_clusterip_connections_equal_dnat_counters(node_lab: NodeLab) -> None:
     got = node_lab.scrape_after(t)
     after = values(got, "netpath_service_endpoint_connections_total", **WEB_KEY)
     assert sum(after.values()) - sum(before.values()) == n
-    kernel = dnat_counters(node_lab.save())
+    kernel = dnat_counters(node_lab.save() + node_lab.save(v6=True))
     assert after == {ep: float(kernel[ep]) for ep in after}
-    assert set(after) == {f"{ip}:8080" for ip in PODS}
+    assert set(after) == ALL_ENDPOINTS
+
+
+@iptables_mode
+def test_ipv6_clusterip_connections_equal_dnat_counters(node_lab: NodeLab) -> None:
+    ends = "netpath_service_endpoint_connections_total"
+    v6_eps = {f"[{kp.pod_ip6(ip)}]:8080" for ip in PODS}
+
+    def v6_only(got: Samples) -> dict[str, float]:
+        return {ep: v for ep, v in values(got, ends, **WEB_KEY).items() if ep in v6_eps}
+
+    before = v6_only(node_lab.daemon.scrape_after(time.time()))
+    n = 12
+    assert kp.connect(node_lab.node.client, WEB6.cluster_ip, 80, n) == n
+    after = v6_only(node_lab.scrape_after(time.time()))
+    assert set(after) == v6_eps
+    assert sum(after.values()) - sum(before.values()) == n
+    kernel = dnat_counters(node_lab.save(v6=True))
+    assert after == {ep: float(kernel[ep]) for ep in after}
+    got = node_lab.daemon.scrape_after(time.time())
+    info = sorted(
+        lbl["cluster_ip"] for lbl, _ in got["netpath_service_info"] if lbl["service"] == "web"
+    )
+    assert info == ["10.96.0.10", "fd00:96::10"]
 
 
 @iptables_mode
@@ -191,7 +223,9 @@ def test_active_connections_count_the_held_ones(node_lab: NodeLab) -> None:
         active = values(got, "netpath_service_endpoint_active_connections", **WEB_KEY)
     assert sum(active.values()) == held_n
     assert {ep: v for ep, v in active.items() if v} == established
-    assert set(active) == {f"{ip}:8080" for ip in PODS}
+    assert set(active) == {f"{ip}:8080" for ip in PODS} | {
+        f"[{kp.pod_ip6(ip)}]:8080" for ip in PODS
+    }
 
 
 # --------------------------------------------------------------------------
@@ -346,7 +380,7 @@ def test_explain_service_walks_to_each_endpoint(node_lab: NodeLab) -> None:
             sys.executable, "-m", "exporter", "explain", "svc/shop/web", "--interval=0",
             "--no-collector.docker",
         )  # fmt: skip
-        kernel = "" if node_lab.mode == "nftables" else node_lab.save()
+        kernel = "" if node_lab.mode == "nftables" else node_lab.save() + node_lab.save(v6=True)
     layout = "nftables" if node_lab.mode == "nftables" else "iptables"
     assert text.startswith(f"Service shop/web (kube-proxy, {layout} mode, ")
     assert "endpoints: 10.244.0.2:8080, 10.244.0.3:8080" in text
@@ -359,7 +393,7 @@ def test_explain_service_walks_to_each_endpoint(node_lab: NodeLab) -> None:
     # (iptables-save -c read after explain; nothing else connects meanwhile).
     walked = re.findall(r"^ +(KUBE-SEP-\S+): .*--to-destination (\S+)\n +-> (\d+) packets?", text,
                         re.M)  # fmt: skip
-    assert {ep for _, ep, _ in walked} == {f"{ip}:8080" for ip in PODS}
+    assert {ep for _, ep, _ in walked} == ALL_ENDPOINTS
     counters = dnat_counters(kernel)
     for _, ep, packets in walked:
         assert int(packets) == counters[ep]
