@@ -155,6 +155,15 @@ def _port(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def is_kube_proxy_chain(table: Table, chain: str) -> bool:
+    """A chain of kube-proxy's: ``KUBE-*`` in an iptables table, any chain of its nftables
+    table. A workload's path leaves them out (thousands on a node, each about a Service,
+    which ``explain svc/NAMESPACE/NAME`` walks)."""
+    if table.backend == BACKEND_NFTABLES:
+        return table.name == NFT_TABLE
+    return chain.startswith("KUBE-") and chain != "KUBE-FIREWALL"
+
+
 # --------------------------------------------------------------------------
 # iptables mode
 # --------------------------------------------------------------------------
