@@ -181,9 +181,11 @@ def test_check_says_readable_and_dump_time(quiet: lab.Netns) -> None:
     assert f"[  ok] conntrack     last dump: {len(ENTRIES)} entries read in " in out, out
 
 
-def test_refused_names_the_privilege(quiet: lab.Netns) -> None:
+def test_refused_names_the_privilege(quiet: lab.Netns, request: pytest.FixtureRequest) -> None:
+    """As nobody, from a copy of the package anyone can read (the checkout may not be)."""
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv")
+    public = lab.public_install(request.config)
     code = (
         "from exporter.collectors.conntrack import ConntrackCollector\n"
         "from exporter.collector import CollectorError\n"
@@ -191,8 +193,9 @@ def test_refused_names_the_privilege(quiet: lab.Netns) -> None:
         "except CollectorError as exc:\n    print(exc)\n"
     )
     out = subprocess.run(
-        ["nsenter", f"--net={quiet.path}", *lab.as_user(["net_raw"]), sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        ["nsenter", f"--net={quiet.path}", *lab.as_user(["net_raw"]), *public.argv("-c", code)],
+        capture_output=True, text=True, timeout=60, cwd=public.dir, env=public.env(),
+        check=False,
     )  # fmt: skip
     assert out.stdout.strip() == (
         "conntrack (netlink IPCTNL_MSG_CT_GET_STATS): permission denied (needs CAP_NET_ADMIN)"

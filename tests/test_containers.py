@@ -33,8 +33,8 @@ from exporter.model import (
     SourceData,
     Workload,
 )
-from exporter.sources.docker import (
-    ContainersCollector,
+from exporter.sources.docker import ContainersCollector
+from exporter.sources.docker_parse import (
     container_running,
     netns_paths,
     parse_container,

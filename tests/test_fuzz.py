@@ -32,7 +32,7 @@ from exporter.meaning.docker import parse_iptables_rule, parse_nft_rule
 from exporter.netlink import core, xtables
 from exporter.netlink import netfilter as nfnetlink
 from exporter.netlink import route as rtnetlink
-from exporter.sources.docker import parse_container, parse_event, parse_network, parse_ports
+from exporter.sources.docker_parse import parse_container, parse_event, parse_network, parse_ports
 from exporter.web.auth import parse_basic_auth
 from exporter.web.config import WebConfigError, parse_web_config
 

@@ -47,7 +47,7 @@ from exporter.model import (
     SysctlData,
 )
 from exporter.poller import CollectorStatus, PollResult
-from exporter.sources.docker import parse_container, parse_network
+from exporter.sources.docker_parse import parse_container, parse_network
 from exporter.view import derive_view
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

@@ -18,9 +18,9 @@ from exporter.collector import CollectorError
 from exporter.model import PortBinding
 from exporter.sources.base import SourceAbsent
 from exporter.sources.engine import ENDPOINTS, INSPECT, NETWORKS, REMOVE
-from exporter.sources.podman import (
+from exporter.sources.podman import PodmanSource
+from exporter.sources.podman_parse import (
     ROOTLESS_BRIDGE,
-    PodmanSource,
     isolated_in_file,
     netns_paths,
     no_path_reason,

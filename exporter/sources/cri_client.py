@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 
 from exporter.sources import cri_api_pb2 as pb
-from exporter.sources.cri import target
+from exporter.sources.cri_endpoint import target
 
 SERVICE = "/runtime.v1.RuntimeService/"
 M = TypeVar("M", bound=Message)

@@ -1,242 +1,64 @@
-"""Docker containers and networks, and which host veth belongs to which container.
+"""The Docker source: Docker's containers and networks, kept current by its event stream.
 
-Reading: :class:`ContainersCollector` talks to the Docker Engine API (the
-``docker`` package). It does a full resync (list + inspect) at start, every
+:class:`ContainersCollector` talks to the Docker Engine API (the ``docker``
+package). It does a full resync (list + inspect) at start, every
 ``resync_interval`` and whenever the daemon comes back; in between a thread
-follows Docker's event stream and only the containers an event named are
-inspected again, so a steady-state poll makes no API call at all.
+(:class:`~exporter.sources.engine.EventFollower`) follows Docker's event stream
+and only the containers an event named are inspected again, so a steady-state
+poll makes no API call at all.
 
-The join (:func:`build_container_interfaces`) needs no namespace entering: a
-host veth's ``peer_netnsid`` is the id this namespace gave the container's
-network namespace (read once per container from its ``SandboxKey``), and the
-veth's master bridge names the Docker network (``docker0`` is ``bridge``,
-``br-<12 hex of the id>``, or the network's ``com.docker.network.bridge.name``).
-
-Only the compose project and service labels are exported; no other container
-label or environment variable ever becomes a metric label.
+What Docker's answers mean is :mod:`exporter.sources.docker_parse` (pure); a
+container's ``netns_id`` is read once from the paths it names
+(:mod:`exporter.sources.netns`), needing no namespace entering. The join to host
+veths and bridges is :mod:`exporter.workloads`, for every source.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from exporter.collector import CollectorAbsent as SourceAbsent
 from exporter.collector import CollectorError
 from exporter.collectors.links import read_netnsid
 from exporter.config import Config, DockerConfig
-from exporter.model import (
-    Endpoint,
-    Network,
-    PortBinding,
-    SourceData,
-    Workload,
-)
+from exporter.model import Network, SourceData, Workload
 from exporter.model.workloads import RUNTIME_DOCKER
+from exporter.sources.docker_parse import (
+    EVENT_FILTERS,
+    container_running,
+    netns_paths,
+    parse_container,
+    parse_event,
+    parse_network,
+)
 from exporter.sources.engine import (
-    ENDPOINTS,
-    INSPECT,
-    NETWORKS,
     REMOVE,
     EventFollower,
+    describe_failure,
     is_connection_error,
-    root_os_error,
+    missing_socket,
+    snapshot,
 )
+from exporter.sources.netns import PendingNetns
 from exporter.workloads import has_own_netns
 
 log = logging.getLogger(__name__)
 
-LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
-LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
-OPTION_BRIDGE_NAME = "com.docker.network.bridge.name"
-# Predefined networks without a veth of their own.
-NO_VETH_NETWORKS = frozenset({"host", "none"})
-
-# Events that change what we export. "die"/"destroy" remove a container
-# without asking Docker; the others re-inspect it.
-CONTAINER_EVENTS = ("start", "die", "destroy", "rename")
-NETWORK_EVENTS = ("connect", "disconnect", "create", "destroy")
-
-# --------------------------------------------------------------------------
-# Parsing (pure): Docker API JSON -> model
-# --------------------------------------------------------------------------
-
-
-def network_bridge(name: str, network_id: str, driver: str, options: Mapping[str, str]) -> str:
-    """The host bridge interface of a Docker network ("" if it is not a bridge network)."""
-    if driver != "bridge":
-        return ""
-    explicit = options.get(OPTION_BRIDGE_NAME, "")
-    if explicit:
-        return explicit
-    if name == "bridge":
-        return "docker0"
-    return f"br-{network_id[:12]}"
-
-
-def _obj(value: object, where: str) -> Mapping[str, Any]:
-    """A JSON object of Docker's answer ({} for null); anything else is a clean error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected an object")
-    return value
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected a list")
-    return value
-
-
-def _ip_version(cidr: str) -> int:
-    try:
-        return ipaddress.ip_network(cidr, strict=False).version
-    except ValueError:
-        return 9
-
-
-def parse_network(raw: Mapping[str, Any]) -> Network:
-    """One item of ``GET /networks`` (or a network inspect) -> Network."""
-    name = str(raw.get("Name") or "")
-    net_id = str(raw.get("Id") or raw.get("ID") or "")
-    driver = str(raw.get("Driver") or "")
-    options = {str(k): str(v) for k, v in _obj(raw.get("Options"), "network Options").items()}
-    ipam = _list(_obj(raw.get("IPAM"), "network IPAM").get("Config"), "IPAM.Config")
-    configs = [_obj(c, "an IPAM.Config item") for c in ipam]
-    pools = sorted(
-        (
-            (str(c.get("Subnet") or ""), str(c.get("Gateway") or ""))
-            for c in configs
-            if c.get("Subnet")
-        ),
-        key=lambda pool: _ip_version(pool[0]),
-    )
-    return Network(
-        name=name,
-        id=net_id,
-        driver=driver,
-        bridge=network_bridge(name, net_id, driver, options),
-        subnets=tuple(s for s, _ in pools),
-        gateways=tuple(g for _, g in pools),
-        internal=bool(raw.get("Internal")),
-        enable_ipv6=bool(raw.get("EnableIPv6")),
-        options=options,
-    )
-
-
-def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
-    """``NetworkSettings.Ports`` ({"80/tcp": [{"HostIp", "HostPort"}]}) -> published ports."""
-    out: list[PortBinding] = []
-    for key, bindings in _obj(raw, "NetworkSettings.Ports").items():
-        port, _, proto = str(key).partition("/")
-        if not bindings or not port.isdigit():
-            continue
-        for item in _list(bindings, f"the bindings of {key}"):
-            b = _obj(item, f"a binding of {key}")
-            host_port = str(b.get("HostPort") or "")
-            if not host_port.isdigit():
-                continue
-            out.append(
-                PortBinding(
-                    protocol=proto or "tcp",
-                    container_port=int(port),
-                    host_ip=str(b.get("HostIp") or ""),
-                    host_port=int(host_port),
-                )
-            )
-    return tuple(sorted(out, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port)))
-
-
-def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Workload:
-    """``GET /containers/ID/json`` -> Workload (compose labels only, nothing else)."""
-    config = _obj(raw.get("Config"), "container Config")
-    labels = _obj(config.get("Labels"), "Config.Labels")
-    settings = _obj(raw.get("NetworkSettings"), "container NetworkSettings")
-    mode = str(_obj(raw.get("HostConfig"), "container HostConfig").get("NetworkMode") or "")
-    if mode in ("", "default"):
-        mode = "bridge"
-    endpoints = tuple(
-        Endpoint(
-            network=str(name),
-            network_id=str(ep.get("NetworkID") or ""),
-            ip=str(ep.get("IPAddress") or ""),
-            ipv6=str(ep.get("GlobalIPv6Address") or ""),
-            mac=str(ep.get("MacAddress") or ""),
-            gateway=str(ep.get("Gateway") or ""),
-        )
-        for name, ep in sorted(
-            (str(n), _obj(e, f"the endpoint of network {n}"))
-            for n, e in _obj(settings.get("Networks"), "NetworkSettings.Networks").items()
-            if e is not None
-        )
-        if name not in NO_VETH_NETWORKS
-    )
-    return Workload(
-        id=str(raw.get("Id") or ""),
-        name=str(raw.get("Name") or "").lstrip("/"),
-        image=str(config.get("Image") or raw.get("Image") or ""),
-        compose_project=str(labels.get(LABEL_COMPOSE_PROJECT) or ""),
-        compose_service=str(labels.get(LABEL_COMPOSE_SERVICE) or ""),
-        network_mode=mode,
-        netns_id=netns_id,
-        endpoints=endpoints,
-        ports=parse_ports(settings.get("Ports")),
-    )
-
-
-def container_running(raw: Mapping[str, Any]) -> bool:
-    return bool((raw.get("State") or {}).get("Running"))
-
-
-def netns_paths(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    """Where a container's network namespace can be opened: SandboxKey, then /proc/PID/ns/net."""
-    paths: list[str] = []
-    key = str((raw.get("NetworkSettings") or {}).get("SandboxKey") or "")
-    if key:
-        paths.append(key)
-    pid = (raw.get("State") or {}).get("Pid") or 0
-    if isinstance(pid, int) and pid > 0:
-        paths.append(f"/proc/{pid}/ns/net")
-    return tuple(paths)
-
-
-def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
-    """A Docker event -> (container id, what to do) or ("", "networks"), or None.
-
-    What to do: "remove" (died, destroyed), "inspect" (started, renamed, created)
-    or "endpoints" (a network was connected or disconnected).
-    """
-    kind = event.get("Type")
-    action = str(event.get("Action") or event.get("status") or "")
-    actor = event.get("Actor") or {}
-    if kind == "container":
-        cid = str(actor.get("ID") or event.get("id") or "")
-        if not cid or action not in CONTAINER_EVENTS:
-            return None
-        return cid, REMOVE if action in ("die", "destroy") else INSPECT
-    if kind == "network":
-        if action in ("create", "destroy"):
-            return "", NETWORKS
-        if action in ("connect", "disconnect"):
-            cid = str((actor.get("Attributes") or {}).get("container") or "")
-            return (cid, ENDPOINTS) if cid else None
-    return None
-
-
-# --------------------------------------------------------------------------
-# Reading (Docker API)
-# --------------------------------------------------------------------------
+# What to check when Docker cannot be reached, by errno.
+HINTS = {
+    errno.ENOENT: " (is dockerd running? --docker.host / DOCKER_HOST)",
+    errno.ECONNREFUSED: " (is dockerd running?)",
+    errno.EACCES: " (the Docker socket needs read/write access: group docker, or root)",
+}
 
 
 class ContainersCollector:
@@ -266,15 +88,18 @@ class ContainersCollector:
     ) -> None:
         self._cfg = cfg
         self._host = cfg.resolved_host()
-        self._read_netnsid = netnsid_reader or read_netnsid
-        self._client_factory = client_factory or self._docker_client
+        self._read_netnsid = netnsid_reader or read_netnsid  # late-bound: tests swap it
+        self._pending_netns = PendingNetns(lambda p: self._read_netnsid(p))  # noqa: PLW0108
+        # The default client asks for the API version: one call.
+        self._client_factory = client_factory or partial(
+            self._call, docker_client, self._host, cfg.timeout
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._client: Any = None
         self._events: EventFollower | None = None
         self._version = ""
         self._containers: dict[str, Workload] = {}
-        self._paths: dict[str, tuple[str, ...]] = {}  # netns paths of containers lacking an nsid
         self._networks: dict[str, Network] = {}
         self._last_resync = -math.inf
         self._data: SourceData | None = None
@@ -288,10 +113,9 @@ class ContainersCollector:
 
     def collect(self) -> SourceData:
         with self._lock:
-            if self._implicit and not self._answered:
-                path = self._host.removeprefix("unix://")
-                if self._host.startswith("unix://") and not os.path.exists(path):
-                    raise SourceAbsent(f"no {self.product} socket at {path}")
+            path = missing_socket(self._host) if self._implicit and not self._answered else ""
+            if path:
+                raise SourceAbsent(f"no {self.product} socket at {path}")
             try:
                 data = self._collect()
                 self._answered = True
@@ -325,14 +149,10 @@ class ContainersCollector:
             self._resync()
         else:
             self._apply_events(*events.take())
-        self._retry_netnsids()
+        if self._pending_netns.retry(self._containers):
+            self._data = None
         if self._data is None:
-            self._data = SourceData(
-                version=self._version,
-                workloads=tuple(sorted(self._containers.values(), key=lambda c: c.name)),
-                networks=tuple(sorted(self._networks.values(), key=lambda n: n.name)),
-                runtime=self.runtime,
-            )
+            self._data = snapshot(self._version, self._containers, self._networks, self.runtime)
         return self._data
 
     def _apply_events(self, pending: Mapping[str, str], networks_changed: bool) -> None:
@@ -345,12 +165,6 @@ class ContainersCollector:
                 self._forget(cid)
             else:
                 self._refresh(cid)
-
-    def _docker_client(self) -> Any:
-        import docker  # noqa: PLC0415 - heavy; only the containers collector needs it
-
-        self.api_calls += 1  # the client asks for the API version
-        return docker.DockerClient(base_url=self._host, timeout=self._cfg.timeout)
 
     def _connect(self) -> None:
         self._disconnect()
@@ -367,11 +181,7 @@ class ContainersCollector:
         log.info("connected to %s %s at %s", self.product, self._version, self._host)
 
     def _open_events(self, client: Any) -> EventFollower:
-        filters = {
-            "type": ["container", "network"],
-            "event": sorted(set(CONTAINER_EVENTS) | set(NETWORK_EVENTS)),
-        }
-        stream = self._call(client.api.events, decode=True, filters=filters)
+        stream = self._call(client.api.events, decode=True, filters=EVENT_FILTERS)
         return EventFollower(stream, parse_event, "docker-events")
 
     def _disconnect(self) -> None:
@@ -393,7 +203,7 @@ class ContainersCollector:
         self._networks = self._read_networks()
         listed = self._call(self._client.api.containers, all=False)
         containers: dict[str, Workload] = {}
-        self._paths = {}
+        self._pending_netns.clear()
         for item in listed:
             cid = str(item.get("Id") or "")
             ctr = self._inspect(cid) if cid else None
@@ -420,11 +230,8 @@ class ContainersCollector:
             return None
         ctr = self._parse(raw)
         if has_own_netns(ctr) and not ctr.no_path_reason:
-            paths = self._netns_paths(raw)
-            nsid = self._netns_id(paths)
-            if nsid is None:
-                self._paths[ctr.id] = paths
-            else:
+            nsid = self._pending_netns.resolve(ctr.id, self._netns_paths(raw))
+            if nsid is not None:
                 ctr = replace(ctr, netns_id=nsid)
         return ctr
 
@@ -435,10 +242,10 @@ class ContainersCollector:
         return netns_paths(raw)
 
     def _describe(self, exc: BaseException) -> str:
-        return _describe(self._host, exc)
+        return describe_failure(self.product, self._host, exc, HINTS)
 
     def _refresh(self, cid: str) -> None:
-        self._paths.pop(cid, None)
+        self._pending_netns.forget(cid)
         ctr = self._inspect(cid)
         if ctr is None:
             self._forget(cid)
@@ -447,52 +254,13 @@ class ContainersCollector:
             self._data = None
 
     def _forget(self, cid: str) -> None:
-        self._paths.pop(cid, None)
+        self._pending_netns.forget(cid)
         if self._containers.pop(cid, None) is not None:
             self._data = None
-
-    def _netns_id(self, paths: Iterable[str]) -> int | None:
-        for path in paths:
-            try:
-                nsid = self._read_netnsid(path)
-            except OSError:
-                continue
-            if nsid is not None:
-                return nsid
-        return None
-
-    def _retry_netnsids(self) -> None:
-        """The kernel names a namespace only once asked or a link refers to it: ask again."""
-        for cid, paths in list(self._paths.items()):
-            ctr = self._containers.get(cid)
-            if ctr is None:
-                del self._paths[cid]
-                continue
-            nsid = self._netns_id(paths)
-            if nsid is not None:
-                self._containers[cid] = replace(ctr, netns_id=nsid)
-                del self._paths[cid]
-                self._data = None
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.api_calls += 1
         return fn(*args, **kwargs)
-
-
-def _describe(host: str, exc: BaseException) -> str:
-    import docker.errors  # noqa: PLC0415
-
-    if isinstance(exc, docker.errors.APIError):
-        return f"Docker at {host} answered with an error: {exc}"
-    root = root_os_error(exc)
-    if root is not None and root.errno is not None:
-        hint = {
-            errno.ENOENT: " (is dockerd running? --docker.host / DOCKER_HOST)",
-            errno.ECONNREFUSED: " (is dockerd running?)",
-            errno.EACCES: " (the Docker socket needs read/write access: group docker, or root)",
-        }.get(root.errno, "")
-        return f"cannot reach Docker at {host}: {os.strerror(root.errno)}{hint}"
-    return f"cannot reach Docker at {host}: {exc}"
 
 
 def make_docker(cfg: Config) -> ContainersCollector:
@@ -500,11 +268,16 @@ def make_docker(cfg: Config) -> ContainersCollector:
     return ContainersCollector(cfg.docker)
 
 
+def docker_client(host: str, timeout: float) -> Any:
+    """A ``docker.DockerClient`` on ``host`` (the SDK is imported only here: it is heavy)."""
+    import docker  # noqa: PLC0415 - heavy; only the Docker and Podman sources need it
+
+    return docker.DockerClient(base_url=host, timeout=timeout)
+
+
 def list_all_containers(host: str, timeout: float) -> list[Mapping[str, Any]]:
     """Every container Docker knows, stopped ones too (``docker ps -a``): for messages."""
-    import docker  # noqa: PLC0415 - the SDK only where it is used
-
-    client = docker.DockerClient(base_url=host, timeout=timeout)
+    client = docker_client(host, timeout)
     try:
         return list(client.api.containers(all=True))
     finally:

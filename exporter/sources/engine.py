@@ -3,15 +3,21 @@
 :class:`EventFollower` reads one event stream in a thread and notes which
 containers must be re-read (each runtime parses its own events: Docker and
 Podman name the same things differently). :func:`root_os_error` and
-:func:`is_connection_error` tell an unreachable daemon from a bug.
+:func:`is_connection_error` tell an unreachable daemon from a bug;
+:func:`describe_failure` says what went wrong in a message naming the daemon.
+:func:`missing_socket` tells "no such daemon here"; :func:`snapshot` is what a
+poll returns.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from exporter.model import Network, SourceData, Workload
 
 log = logging.getLogger(__name__)
 
@@ -104,4 +110,41 @@ def is_connection_error(exc: BaseException) -> bool:
 
     return isinstance(
         exc, docker.errors.DockerException | requests.exceptions.RequestException | OSError
+    )
+
+
+def describe_failure(product: str, host: str, exc: BaseException, hints: Mapping[int, str]) -> str:
+    """A failed call to ``product`` at ``host``: its error answer, or why it cannot be reached.
+
+    ``hints`` (by errno) say what to check, e.g. for ENOENT whether the daemon runs.
+    """
+    import docker.errors  # noqa: PLC0415
+
+    if isinstance(exc, docker.errors.APIError):
+        return f"{product} at {host} answered with an error: {exc}"
+    root = root_os_error(exc)
+    if root is not None and root.errno is not None:
+        hint = hints.get(root.errno, "")
+        return f"cannot reach {product} at {host}: {os.strerror(root.errno)}{hint}"
+    return f"cannot reach {product} at {host}: {exc}"
+
+
+def missing_socket(host: str) -> str:
+    """The path of the unix socket ``host`` names if it does not exist, else ""."""
+    path = host.removeprefix("unix://")
+    return path if host.startswith("unix://") and not os.path.exists(path) else ""
+
+
+def snapshot(
+    version: str,
+    workloads: Mapping[str, Workload],
+    networks: Mapping[str, Network],
+    runtime: str,
+) -> SourceData:
+    """A poll's answer: the workloads and networks, each sorted by name."""
+    return SourceData(
+        version=version,
+        workloads=tuple(sorted(workloads.values(), key=lambda c: c.name)),
+        networks=tuple(sorted(networks.values(), key=lambda n: n.name)),
+        runtime=runtime,
     )
