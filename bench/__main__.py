@@ -12,6 +12,7 @@ BENCHES = (
     "cri_bench",
     "exporter_bench",
     "conntrack_bench",
+    "kubeproxy_bench",
 )
 
 

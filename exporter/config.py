@@ -66,6 +66,11 @@ class FirewallConfig:
         "*/NETAVARK*",
     )
     chains_exclude: tuple[str, ...] = ()
+    # Chains read for the firewall managers' meaning (kube-proxy's Services) but
+    # not exported as netpath_firewall_rule_*: thousands of rules on a node,
+    # whose meaning is exported bounded by Services x endpoints instead. A
+    # chain matching chains_include as well is exported too; exclude wins.
+    chains_interpret: tuple[str, ...] = ("*/KUBE-*", "kube-proxy/*")
     # Bound on every external command (iptables-*-save, nft).
     command_timeout: float = 5.0
     # Wait for the xtables lock at most this long (iptables-save -w).
@@ -279,7 +284,7 @@ def parse_config(raw: object, source: str = "config") -> Config:
         b = _check_bool(fw["include_builtin_chains"], "firewall.include_builtin_chains", problems)
         if b is not None:
             fw_kw["include_builtin_chains"] = b
-    for key in ("chains_include", "chains_exclude"):
+    for key in ("chains_include", "chains_exclude", "chains_interpret"):
         if key in fw and (p := _check_patterns(fw[key], f"firewall.{key}", problems)) is not None:
             fw_kw[key] = p
     for key in ("command_timeout", "lock_wait"):

@@ -16,13 +16,14 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from grafana import containers, firewall, health, host
+from grafana import containers, firewall, health, host, services
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 BUILDERS: tuple[tuple[str, Callable[[], Dashboard]], ...] = (
     (containers.UID, containers.build),
     (firewall.UID, firewall.build),
     (host.UID, host.build),
+    (services.UID, services.build),
     (health.UID, health.build),
 )
 

@@ -25,6 +25,7 @@ def parse_list_line(line: str) -> CtEntry:
     src = [w[4:] for w in words if w.startswith("src=")]
     dst = [w[4:] for w in words if w.startswith("dst=")]
     dport = [int(w[6:]) for w in words if w.startswith("dport=")]
+    sport = [int(w[6:]) for w in words if w.startswith("sport=")]
     return (
         proto,
         _pack(src[0]),
@@ -33,6 +34,7 @@ def parse_list_line(line: str) -> CtEntry:
         _pack(dst[1]),
         dport[0] if dport else 0,
         state,
+        sport[1] if len(sport) > 1 else 0,
     )
 
 

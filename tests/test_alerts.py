@@ -37,6 +37,8 @@ EXPECTED = {
     "NetpathFirewallUnreadable",
     "NetpathConntrackTableFull",
     "NetpathConntrackFailuresRising",
+    "NetpathServiceWithoutEndpointsReceiving",
+    "NetpathInvalidDropsRising",
 }
 
 

@@ -90,8 +90,8 @@ def test_sums_over_entries() -> None:
     assert sum(n for (o, r), n in pairs.items() if a in (o, r)) == 4
     # active: the 2 ESTABLISHED IPv4/IPv6 TCP entries, the natted one, and the 3 UDP entries
     assert sum(active.values()) == 6
-    assert active[(6, bytes([192, 168, 5, 1]), 8080, bytes([10, 1, 0, 4]))] == 1
-    assert active[(17, bytes([10, 9, 0, 53]), 53, bytes([10, 9, 0, 53]))] == 2
+    assert active[(6, bytes([192, 168, 5, 1]), 8080, bytes([10, 1, 0, 4]), 80)] == 1
+    assert active[(17, bytes([10, 9, 0, 53]), 53, bytes([10, 9, 0, 53]), 53)] == 2
 
 
 def test_stats_reply_equals_conntrack_count() -> None:

@@ -42,7 +42,7 @@ A, B, GW, OUT, SVC = "172.18.0.2", "172.18.0.3", "172.18.0.1", "10.9.0.1", "10.9
 
 
 def entry(proto: int, osrc: str, odst: str, rsrc: str, dport: int, state: int = -1) -> tuple:  # noqa: PLR0917
-    return (proto, ip(osrc), ip(odst), ip(rsrc), ip(osrc), dport, state)
+    return (proto, ip(osrc), ip(odst), ip(rsrc), ip(osrc), dport, state, dport)
 
 
 ENTRIES = [
@@ -102,10 +102,10 @@ def test_attribution_counts_each_entry_once_per_owner() -> None:
 
 def test_active_connections_for_services() -> None:
     got = active_connections(dump())
-    assert got[("tcp", SVC, 8080, B)] == 1
-    assert got[("tcp", OUT, 80, OUT)] == 1  # the TIME_WAIT one is not active
-    assert got[("udp", OUT, 53, OUT)] == 1
-    assert ("tcp", B, 80, B) not in got  # SYN_RECV
+    assert got[("tcp", SVC, 8080, B, 8080)] == 1
+    assert got[("tcp", OUT, 80, OUT, 80)] == 1  # the TIME_WAIT one is not active
+    assert got[("udp", OUT, 53, OUT, 53)] == 1
+    assert ("tcp", B, 80, B, 80) not in got  # SYN_RECV
     assert sum(got.values()) == 7
 
 

@@ -65,7 +65,8 @@ print(json.dumps({
     "errors": list(data.errors),
     "dump": [data.dump.result.entries, data.dump.result.truncated] if data.dump else None,
     "read": [read, truncated],
-    "list": [[e[0], e[1].hex(), e[2].hex(), e[3].hex(), e[4].hex(), e[5], e[6]] for e in entries],
+    "list": [[e[0], e[1].hex(), e[2].hex(), e[3].hex(), e[4].hex(), e[5], e[6], e[7]]
+             for e in entries],
     "exposition": ExpositionWriter().render(render_conntrack(data, Owners())).decode(),
 }))
 """
@@ -112,7 +113,7 @@ def read_in(ns: lab.Netns, bound: int = 1_000_000, listed: bool = True) -> dict[
 def as_entries(rows: list[list[Any]]) -> list[tuple[Any, ...]]:
     return [
         (r[0], bytes.fromhex(r[1]), bytes.fromhex(r[2]), bytes.fromhex(r[3]),
-         bytes.fromhex(r[4]), r[5], r[6])
+         bytes.fromhex(r[4]), r[5], r[6], r[7])
         for r in rows
     ]  # fmt: skip
 
@@ -180,9 +181,11 @@ def test_check_says_readable_and_dump_time(quiet: lab.Netns) -> None:
     assert f"[  ok] conntrack     last dump: {len(ENTRIES)} entries read in " in out, out
 
 
-def test_refused_names_the_privilege(quiet: lab.Netns) -> None:
+def test_refused_names_the_privilege(quiet: lab.Netns, request: pytest.FixtureRequest) -> None:
+    """As nobody, from a copy of the package anyone can read (the checkout may not be)."""
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv")
+    public = lab.public_install(request.config)
     code = (
         "from exporter.collectors.conntrack import ConntrackCollector\n"
         "from exporter.collector import CollectorError\n"
@@ -190,8 +193,9 @@ def test_refused_names_the_privilege(quiet: lab.Netns) -> None:
         "except CollectorError as exc:\n    print(exc)\n"
     )
     out = subprocess.run(
-        ["nsenter", f"--net={quiet.path}", *lab.as_user(["net_raw"]), sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        ["nsenter", f"--net={quiet.path}", *lab.as_user(["net_raw"]), *public.argv("-c", code)],
+        capture_output=True, text=True, timeout=60, cwd=public.dir, env=public.env(),
+        check=False,
     )  # fmt: skip
     assert out.stdout.strip() == (
         "conntrack (netlink IPCTNL_MSG_CT_GET_STATS): permission denied (needs CAP_NET_ADMIN)"

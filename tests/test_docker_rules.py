@@ -326,6 +326,7 @@ def test_families_and_label_names_follow_the_contract() -> None:
     fams = render_meaning_families(layout_firewall("classic"), DOCKER)
     drop_labels = ("manager", "network", "bridge", "reason")
     fwd_labels = ("manager", "network", "bridge", "direction")
+    svc_labels = ("namespace", "service", "port", "protocol")
     assert [(f.name, f.type, f.labels) for f in fams] == [
         ("netpath_dropped_packets_total", "counter", drop_labels),
         ("netpath_dropped_bytes_total", "counter", drop_labels),
@@ -351,7 +352,12 @@ def test_families_and_label_names_follow_the_contract() -> None:
         ),
         ("netpath_forwarded_packets_total", "counter", fwd_labels),
         ("netpath_forwarded_bytes_total", "counter", fwd_labels),
+        ("netpath_service_endpoint_connections_total", "counter", (*svc_labels, "endpoint")),
+        ("netpath_service_rejected_packets_total", "counter", (*svc_labels, "reason")),
+        ("netpath_service_external_connections_total", "counter", (*svc_labels, "via")),
         ("netpath_firewall_layout_info", "gauge", ("manager", "layout")),
+        ("netpath_service_info", "gauge", (*svc_labels, "cluster_ip")),
+        ("netpath_service_endpoints", "gauge", svc_labels),
     ]
     for fam in fams:
         for labels, _ in fam.samples:

@@ -27,12 +27,14 @@ from test_docker_rules import LAYOUTS, layout_firewall
 from test_golden import SCENARIO_NAMES, SCENARIOS, check_golden, container_ifnames, load_poll
 
 from exporter.model import (
+    Chain,
     FirewallData,
     LinksData,
     LinkStats,
     RoutesData,
     Rule,
     SourceData,
+    Table,
     Workload,
 )
 from exporter.paths.explain import (
@@ -150,6 +152,34 @@ def test_seed_firewall_walk(seed: tuple[SourceData, LinksData, FirewallData, Rou
     assert [(r.rule, r.figures.packets, r.meanings) for r in stage2.rules] == [
         (f"-o {APP} -j DROP", 7, ("drop: isolation",)),
         ("-j RETURN", 137, ()),
+    ]
+
+
+def test_kube_proxy_chains_stay_out_of_a_workloads_path(
+    seed: tuple[SourceData, LinksData, FirewallData, RoutesData],
+) -> None:
+    """kube-proxy's chains are read for its meaning; a workload's path leaves them out
+    (``explain svc/NAMESPACE/NAME`` walks a Service's)."""
+    fw = seed[2]
+    dnat = '-p tcp -m comment --comment "a/b:p" -m tcp -j DNAT --to-destination 172.18.0.2:80'
+    masq = '-s 172.18.0.2/32 -m comment --comment "a/b:p" -j KUBE-MARK-MASQ'
+    sep = Chain("KUBE-SEP-AAAA", (Rule(masq, 0, 0), Rule(dnat, 0, 0)))
+    svc = Chain("KUBE-SERVICES", (Rule("-d 10.96.0.1/32 -p tcp -j KUBE-SEP-AAAA", 0, 0),))
+    jump = Rule("-j KUBE-SERVICES", 0, 0)
+
+    def with_kube(t: Table) -> Table:
+        if t.name != "nat" or t.family != "ipv4":
+            return t
+        chains = [replace(c, rules=(*c.rules, jump)) if c.name == "PREROUTING" else c
+                  for c in t.chains]  # fmt: skip
+        return replace(t, chains=(*chains, svc, sep))
+
+    tables = tuple(with_kube(t) for t in fw.tables)
+    (leg,) = web_path(seed, replace(fw, tables=tables, structure=0)).legs
+    assert not [c.chain for c in leg.chains if c.chain.startswith("KUBE-")]
+    assert [(c.table, c.chain) for c in leg.chains][:2] == [
+        ("nat", "PREROUTING"),
+        ("nat", "DOCKER"),
     ]
 
 

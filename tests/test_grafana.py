@@ -25,7 +25,13 @@ from grafana import build, promql  # noqa: E402
 DASHBOARDS = REPO / "grafana" / "dashboards"
 PROVISIONING = REPO / "grafana" / "provisioning"
 CONTRACT = REPO / "docs" / "metrics.md"
-UIDS = {"netpath-containers", "netpath-firewall", "netpath-host", "netpath-exporter"}
+UIDS = {
+    "netpath-containers",
+    "netpath-firewall",
+    "netpath-host",
+    "netpath-exporter",
+    "netpath-services",
+}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -107,6 +113,12 @@ def test_queries_use_only_the_contract_metric_names() -> None:
         "netpath_ip_forwarding_enabled",
         "netpath_route_info",
         "netpath_collector_success",
+        "netpath_service_endpoint_connections_total",
+        "netpath_service_rejected_packets_total",
+        "netpath_service_external_connections_total",
+        "netpath_service_endpoint_active_connections",
+        "netpath_service_info",
+        "netpath_service_endpoints",
     ):
         assert family in used
 
@@ -132,6 +144,26 @@ def test_meaning_panels_keep_managers_apart() -> None:
 
 
 WORKLOAD_VARIABLES = ("namespace", "pod")
+
+
+def test_services_dashboard_filters_by_namespace_and_service() -> None:
+    d = committed()["netpath-services.json"]
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    for name in ("namespace", "service"):
+        var = variables[name]
+        assert var["type"] == "query" and var["includeAll"] and var["allValue"] == ".*", name
+        selector, label = promql.parse_label_values(promql.variable_queries(d)[name])
+        assert label == name and "netpath_service_info" in selector
+    assert 'namespace=~"$namespace"' in promql.variable_queries(d)["service"]
+    filtered = 0
+    for title, ref, expr in promql.panel_queries(d):
+        for selector in re.findall(r"netpath_service_\w+\{[^}]*\}", expr):
+            assert 'namespace=~"$namespace"' in selector, (title, ref, selector)
+            assert 'service=~"$service"' in selector, (title, ref, selector)
+            filtered += 1
+    assert filtered >= 10
+    titles = {p["title"] for p in promql.iter_panels(d)}
+    assert {"Endpoint imbalance", "Active connections per endpoint"} <= titles
 
 
 def test_containers_dashboard_filters_by_namespace_and_pod_with_all_by_default() -> None:

@@ -21,11 +21,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from exporter.collector import CollectorError
+from exporter.meaning.base import ServicePort
+from exporter.meaning.kube_proxy import active_per_endpoint
 from exporter.model import MetricFamily, SourceData
 from exporter.model.workloads import RUNTIME_CONTAINERD, RUNTIME_CRIO, RUNTIME_PODMAN
 from exporter.netlink.conntrack import (
@@ -236,17 +238,21 @@ def _text(raw: bytes) -> str:
 _PROTO_NAMES = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
 
-def active_connections(dump: DumpResult) -> dict[tuple[str, str, int, str], int]:
-    """Active connections by (protocol, original destination, its port, reply source).
+ActiveKey = tuple[str, str, int, str, int]
+
+
+def active_connections(dump: DumpResult) -> dict[ActiveKey, int]:
+    """Active connections by (protocol, original destination, its port, reply source, its port).
 
     TCP entries in ESTABLISHED and every UDP entry, as counted by the last
     dump of a collector made with ``active=True`` (else empty). For a
     Service, the original destination is its ClusterIP (or node address) and
-    port, the reply source the endpoint the connection was DNATed to.
+    port, the reply source the endpoint the connection was DNATed to (its
+    address and port).
     """
     return {
-        (_PROTO_NAMES[proto], _text(dst), port, _text(src)): n
-        for (proto, dst, port, src), n in dump.active.items()
+        (_PROTO_NAMES[proto], _text(dst), port, _text(src), sport): n
+        for (proto, dst, port, src, sport), n in dump.active.items()
     }
 
 
@@ -398,15 +404,44 @@ def render_conntrack(data: ConntrackData, who: Owners) -> list[MetricFamily]:
 
 
 def make_conntrack(cfg: Config) -> ConntrackCollector:
+    # The active sums are always kept: one dict update per established entry
+    # of a dump that runs every conntrack.interval; kube-proxy's Services read them.
     return ConntrackCollector(
-        float(cfg.setting("conntrack.interval")), int(cfg.setting("conntrack.max-entries"))
+        float(cfg.setting("conntrack.interval")),
+        int(cfg.setting("conntrack.max-entries")),
+        active=True,
+    )
+
+
+def render_service_active(dump: LastDump, services: Sequence[ServicePort]) -> MetricFamily:
+    """``netpath_service_endpoint_active_connections``: the join of Services and the dump.
+
+    The join happens here, when the poll is rendered: the Services come from
+    the poll's view (kube-proxy's meaning, derived once per firewall
+    structure), the active sums from the last attribution dump (every
+    ``conntrack.interval``); :func:`exporter.meaning.kube_proxy.active_per_endpoint`
+    matches them. Both modes: nftables mode has no rule counters.
+    """
+    per = active_per_endpoint(services, active_connections(dump.result))
+    return MetricFamily(
+        "netpath_service_endpoint_active_connections",
+        "gauge",
+        "Active connections (TCP ESTABLISHED, UDP all) a Service sent to the endpoint: conntrack "
+        "entries to the Service's address whose reply comes from the endpoint, as of the last "
+        "attribution dump.",
+        ("namespace", "service", "port", "protocol", "endpoint"),
+        tuple(sorted(per.items())),
     )
 
 
 def render_conntrack_data(data: ConntrackData, poll: PollResult, cfg: Config) -> list[MetricFamily]:
     view = poll.view
     who = build_owners(view.sources, view.interfaces) if view is not None else Owners()
-    return render_conntrack(data, who)
+    fams = render_conntrack(data, who)
+    services = [s for m in view.meanings for s in m.services] if view is not None else []
+    if services and data.dump is not None:
+        fams.append(render_service_active(data.dump, services))
+    return fams
 
 
 def _entries(n: int) -> str:

@@ -31,7 +31,7 @@ from exporter.firewall.commands import Runner, read_command
 from exporter.firewall.legacy import LegacyBackend
 from exporter.firewall.nftables import NftBackend
 from exporter.firewall.plans import ChainCache
-from exporter.firewall.selection import select_chain
+from exporter.firewall.selection import read_chain, select_chain
 from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
@@ -70,7 +70,7 @@ class FirewallCollector:
         if hit is None:
             if len(self._selected) > 100_000:
                 self._selected.clear()
-            hit = self._selected[key] = select_chain(self._cfg, table, chain, builtin)
+            hit = self._selected[key] = read_chain(self._cfg, table, chain, builtin)
         return hit
 
     def collect(self) -> FirewallData:
@@ -99,6 +99,45 @@ def make_firewall(cfg: Config) -> FirewallCollector:
     return FirewallCollector(cfg.firewall)
 
 
+# Per FirewallData.structure: for each table, the indexes of its exported chains
+# (None: all of them); a few, for several collectors in one process.
+_EXPORTED: dict[int, tuple[tuple[int, ...] | None, ...]] = {}
+_EXPORTED_KEPT = 4
+
+
+def _exported_chains(data: FirewallData, cfg: FirewallConfig) -> tuple[tuple[int, ...] | None, ...]:
+    found = _EXPORTED.get(data.structure) if data.structure else None
+    if found is not None and len(found) == len(data.tables):
+        return found
+    out: list[tuple[int, ...] | None] = []
+    for t in data.tables:
+        keep = tuple(
+            i
+            for i, c in enumerate(t.chains)
+            if select_chain(cfg, t.name, c.name, c.policy is not None or c.hook is not None)
+        )
+        out.append(None if len(keep) == len(t.chains) else keep)
+    found = tuple(out)
+    if data.structure:
+        if len(_EXPORTED) >= _EXPORTED_KEPT:
+            _EXPORTED.pop(next(iter(_EXPORTED)), None)
+        _EXPORTED[data.structure] = found
+    return found
+
+
+def exported_only(data: FirewallData, cfg: FirewallConfig) -> FirewallData:
+    """``data`` without the chains read only for the managers' meaning (``chains_interpret``)."""
+    keep = _exported_chains(data, cfg)
+    if all(k is None for k in keep):
+        return data
+    tables = tuple(
+        t if k is None else Table(t.family, t.backend, t.name, tuple(t.chains[i] for i in k))
+        for t, k in zip(data.tables, keep, strict=True)
+    )
+    return FirewallData(data.backends, tables, data.errors, data.structure)
+
+
 def render_firewall_rules(data: FirewallData, poll: object, cfg: Config) -> list[MetricFamily]:
-    """The registry's renderer: :func:`~exporter.metrics.firewall.render_firewall`."""
-    return render_firewall(data)
+    """The registry's renderer: :func:`~exporter.metrics.firewall.render_firewall` of the
+    exported chains (those read only for the managers' meaning left out)."""
+    return render_firewall(exported_only(data, cfg.firewall))

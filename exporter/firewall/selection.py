@@ -22,6 +22,17 @@ def select_chain(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> 
     return any(fnmatchcase(key, p) for p in cfg.chains_include)
 
 
+def read_chain(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> bool:
+    """Whether ``TABLE/CHAIN`` is read: exported, or read for the managers' meaning only
+    (``chains_interpret``; not exported as raw rules, see :func:`select_chain`)."""
+    if select_chain(cfg, table, chain, builtin):
+        return True
+    key = f"{table}/{chain}"
+    if any(fnmatchcase(key, p) for p in cfg.chains_exclude):
+        return False
+    return any(fnmatchcase(key, p) for p in cfg.chains_interpret)
+
+
 def table_holds_rules(table: Table) -> bool:
     """A rule, a user chain or a non-ACCEPT policy (over *all* of the table's chains)."""
     return any(c.rules or c.policy is None or c.policy.upper() != "ACCEPT" for c in table.chains)

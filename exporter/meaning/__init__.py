@@ -9,10 +9,16 @@ from __future__ import annotations
 from exporter.meaning.base import Manager, Meaning, Topology
 from exporter.meaning.cni import CniManager
 from exporter.meaning.docker import DockerManager
+from exporter.meaning.kube_proxy import KubeProxyManager
 from exporter.meaning.netavark import NetavarkManager
 from exporter.model import FirewallData
 
-MANAGERS: tuple[Manager, ...] = (DockerManager(), CniManager(), NetavarkManager())
+MANAGERS: tuple[Manager, ...] = (
+    DockerManager(),
+    CniManager(),
+    NetavarkManager(),
+    KubeProxyManager(),
+)
 
 
 def interpret_all(fw: FirewallData, topo: Topology) -> tuple[Meaning, ...]:

@@ -28,6 +28,11 @@ DROPPED = "dropped"
 PUBLISHED = "published"
 MASQUERADE = "masquerade"
 FORWARDED = "forwarded"
+# kube-proxy's Service families (no ``manager`` label: only kube-proxy writes Services)
+SERVICE_ENDPOINT = "service_endpoint"
+SERVICE_REJECTED = "service_rejected"
+SERVICE_EXTERNAL = "service_external"
+_SERVICE_PORT = ("namespace", "service", "port", "protocol")
 
 FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     DROPPED: ("manager", "network", "bridge", "reason"),
@@ -44,7 +49,85 @@ FAMILY_LABELS: Mapping[str, tuple[str, ...]] = {
     ),
     MASQUERADE: ("manager", "network", "bridge", "subnet", "container", "namespace", "pod"),
     FORWARDED: ("manager", "network", "bridge", "direction"),
+    SERVICE_ENDPOINT: (*_SERVICE_PORT, "endpoint"),
+    SERVICE_REJECTED: (*_SERVICE_PORT, "reason"),
+    SERVICE_EXTERNAL: (*_SERVICE_PORT, "via"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CounterFamily:
+    """How a family's series are rendered: a counter of the rules' packets (and bytes)."""
+
+    name: str  # without _total; packets families end in _packets / _connections
+    help: str
+    with_bytes: str = ""  # the bytes family's name (without _total), "" if none
+
+
+# The families rendered by exporter.metrics.meaning, in rendering order. A new
+# family is a name here, its labels in FAMILY_LABELS, and Series that name it.
+COUNTER_FAMILIES: Mapping[str, CounterFamily] = {
+    DROPPED: CounterFamily(
+        "netpath_dropped_packets",
+        "Packets dropped by a firewall manager's DROP rules, per destination network and reason.",
+        "netpath_dropped_bytes",
+    ),
+    PUBLISHED: CounterFamily(
+        "netpath_published_port_connections",
+        "New connections to a published port (packets of its DNAT rule; nat sees "
+        "the first packet of each connection).",
+    ),
+    MASQUERADE: CounterFamily(
+        "netpath_masquerade_connections",
+        "New connections masqueraded on their way out (packets of the MASQUERADE "
+        "rule), per network, or per workload where the manager keeps a rule per workload.",
+    ),
+    FORWARDED: CounterFamily(
+        "netpath_forwarded_packets",
+        "Packets accepted by a firewall manager's per-network forward rules, per direction.",
+        "netpath_forwarded_bytes",
+    ),
+    SERVICE_ENDPOINT: CounterFamily(
+        "netpath_service_endpoint_connections",
+        "New connections a Service sent to the endpoint (packets of kube-proxy's DNAT rule "
+        "for it; nat sees the first packet of each connection). iptables mode only.",
+    ),
+    SERVICE_REJECTED: CounterFamily(
+        "netpath_service_rejected_packets",
+        "Packets kube-proxy rejected or dropped for the Service: no endpoints, no local "
+        "endpoints, or a source outside the load balancer's source ranges.",
+    ),
+    SERVICE_EXTERNAL: CounterFamily(
+        "netpath_service_external_connections",
+        "New connections to the Service from outside its ClusterIP: by NodePort, external "
+        "IP or load-balancer IP (packets of kube-proxy's jump into its external chain).",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One port of a Kubernetes Service as kube-proxy's rules describe it."""
+
+    namespace: str
+    service: str
+    port: str  # the port's name ("" for a Service's one unnamed port)
+    protocol: str  # "tcp", "udp", "sctp"
+    cluster_ips: tuple[str, ...]  # its ClusterIP(s); () where the rules do not name them
+    # (address, port) it is reached at besides NodePorts: ClusterIP, external IPs,
+    # load-balancer IPs; () where the rules do not name them (nftables mode keeps them in maps)
+    addresses: tuple[tuple[str, int], ...]
+    node_ports: tuple[int, ...]
+    endpoints: tuple[tuple[str, int], ...]  # (address, port), sorted
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.namespace, self.service, self.port, self.protocol)
+
+
+def endpoint_label(ip: str, port: int) -> str:
+    """``10.0.0.1:80`` / ``[fd00::1]:80``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -77,6 +160,7 @@ class Meaning:
     backend: str  # the firewall backend its rules were read from ("" if none)
     tables: tuple[int, ...]  # indexes of the tables (in FirewallData.tables) it interpreted
     series: tuple[Series, ...]  # sorted by (family, labels)
+    services: tuple[ServicePort, ...] = ()  # kube-proxy's Services, sorted by key
 
 
 @dataclass(frozen=True, slots=True)

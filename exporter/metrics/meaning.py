@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import cast
 
-from exporter.meaning.base import DROPPED, FAMILY_LABELS, FORWARDED, MASQUERADE, PUBLISHED, Meaning
+from exporter.meaning.base import (
+    COUNTER_FAMILIES,
+    FAMILY_LABELS,
+    Meaning,
+    ServicePort,
+    endpoint_label,
+)
 from exporter.model import FirewallData, MetricFamily
 
 Labels = tuple[str, ...]
@@ -46,7 +52,7 @@ def _series(items: Iterable[tuple[Labels, list[int]]]) -> _Series:
 
 
 # Families whose byte counters are rendered too.
-_WITH_BYTES = frozenset({DROPPED, FORWARDED})
+_WITH_BYTES = frozenset(f for f, c in COUNTER_FAMILIES.items() if c.with_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,9 @@ class _Plan:
     chains: tuple[tuple[int, int, int, bool], ...]
     families: dict[str, _Series]
     layouts: tuple[tuple[str, str], ...]  # (manager, layout)
+    # the Service gauges, from the structure alone: netpath_service_info, _endpoints
+    service_info: tuple[tuple[Labels, int], ...]
+    service_endpoints: tuple[tuple[Labels, int], ...]
 
 
 def _plan(fw: FirewallData, meanings: tuple[Meaning, ...]) -> _Plan:
@@ -88,7 +97,24 @@ def _plan(fw: FirewallData, meanings: tuple[Meaning, ...]) -> _Plan:
         chains=tuple(chains),
         families={family: _series(v.items()) for family, v in found.items()},
         layouts=tuple((m.manager, m.layout) for m in meanings),
+        **_service_gauges([s for m in meanings for s in m.services]),
     )
+
+
+def _service_gauges(services: list[ServicePort]) -> dict[str, tuple[tuple[Labels, int], ...]]:
+    """netpath_service_info (one per ClusterIP) and netpath_service_endpoints per Service port;
+    a Service port in two rulesets (IPv4 and IPv6 of a dual-stack Service) is one port."""
+    info: set[Labels] = set()
+    endpoints: dict[Labels, set[str]] = {}
+    for s in services:
+        key: Labels = s.key
+        for ip in s.cluster_ips or ("",):
+            info.add((*key, ip))
+        endpoints.setdefault(key, set()).update(endpoint_label(*e) for e in s.endpoints)
+    return {
+        "service_info": tuple((labels, 1) for labels in sorted(info)),
+        "service_endpoints": tuple((k, len(v)) for k, v in sorted(endpoints.items())),
+    }
 
 
 def _counters(fw: FirewallData, plan: _Plan) -> tuple[list[int | None], list[int | None]] | None:
@@ -131,52 +157,21 @@ def render_meanings(fw: FirewallData, meanings: tuple[Meaning, ...]) -> list[Met
         series = fams[family]
         return tuple(zip(series.labels, series.values(flat), strict=True))
 
-    return [
-        MetricFamily(
-            "netpath_dropped_packets_total",
-            "counter",
-            "Packets dropped by a firewall manager's DROP rules, per destination network "
-            "and reason.",
-            FAMILY_LABELS[DROPPED],
-            samples(DROPPED, pk),
-        ),
-        MetricFamily(
-            "netpath_dropped_bytes_total",
-            "counter",
-            "Bytes dropped by a firewall manager's DROP rules, per destination network and reason.",
-            FAMILY_LABELS[DROPPED],
-            samples(DROPPED, by),
-        ),
-        MetricFamily(
-            "netpath_published_port_connections_total",
-            "counter",
-            "New connections to a published port (packets of its DNAT rule; nat sees "
-            "the first packet of each connection).",
-            FAMILY_LABELS[PUBLISHED],
-            samples(PUBLISHED, pk),
-        ),
-        MetricFamily(
-            "netpath_masquerade_connections_total",
-            "counter",
-            "New connections masqueraded on their way out (packets of the MASQUERADE "
-            "rule), per network, or per workload where the manager keeps a rule per workload.",
-            FAMILY_LABELS[MASQUERADE],
-            samples(MASQUERADE, pk),
-        ),
-        MetricFamily(
-            "netpath_forwarded_packets_total",
-            "counter",
-            "Packets accepted by a firewall manager's per-network forward rules, per direction.",
-            FAMILY_LABELS[FORWARDED],
-            samples(FORWARDED, pk),
-        ),
-        MetricFamily(
-            "netpath_forwarded_bytes_total",
-            "counter",
-            "Bytes accepted by a firewall manager's per-network forward rules, per direction.",
-            FAMILY_LABELS[FORWARDED],
-            samples(FORWARDED, by),
-        ),
+    out: list[MetricFamily] = []
+    for family, spec in COUNTER_FAMILIES.items():
+        labels = FAMILY_LABELS[family]
+        out.append(
+            MetricFamily(spec.name + "_total", "counter", spec.help, labels, samples(family, pk))
+        )
+        if spec.with_bytes:
+            help_bytes = "Bytes" + spec.help.removeprefix("Packets")
+            out.append(
+                MetricFamily(
+                    spec.with_bytes + "_total", "counter", help_bytes, labels, samples(family, by)
+                )
+            )
+    service_port = ("namespace", "service", "port", "protocol")
+    out += [
         MetricFamily(
             "netpath_firewall_layout_info",
             "gauge",
@@ -184,4 +179,19 @@ def render_meanings(fw: FirewallData, meanings: tuple[Meaning, ...]) -> list[Met
             ("manager", "layout"),
             tuple((layout, 1) for layout in plan.layouts),
         ),
+        MetricFamily(
+            "netpath_service_info",
+            "gauge",
+            "A Kubernetes Service port in kube-proxy's rules, with its ClusterIP (1).",
+            (*service_port, "cluster_ip"),
+            plan.service_info,
+        ),
+        MetricFamily(
+            "netpath_service_endpoints",
+            "gauge",
+            "Endpoints of the Service port in kube-proxy's rules.",
+            service_port,
+            plan.service_endpoints,
+        ),
     ]
+    return out

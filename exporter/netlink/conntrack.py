@@ -120,9 +120,10 @@ TCP_ESTABLISHED = 3
 NO_STATE = -1  # the entry is not TCP (or the kernel gave no TCP state)
 
 # One conntrack entry, compact: (l4 protocol, orig src, orig dst, reply src, reply dst,
-# orig dst port, TCP state). Addresses are the packed bytes (4 for IPv4, 16 for IPv6);
-# the port is 0 for protocols without ports; the state NO_STATE unless TCP.
-CtEntry = tuple[int, bytes, bytes, bytes, bytes, int, int]
+# orig dst port, TCP state, reply src port). Addresses are the packed bytes (4 for IPv4,
+# 16 for IPv6); ports are 0 for protocols without ports; the state NO_STATE unless TCP.
+# The reply source port is the port a DNATed connection reached (a Service's endpoint).
+CtEntry = tuple[int, bytes, bytes, bytes, bytes, int, int, int]
 
 _BE16 = struct.Struct(">H")
 _BE32 = struct.Struct(">I")
@@ -170,8 +171,8 @@ def _fast_template() -> tuple[int, int]:
 
 _FAST_WANT, _FAST_MASK = _fast_template()
 _FAST_SIZE = 104
-# orig src, orig dst, l4 protocol, orig dst port, reply src, reply dst
-_FAST = struct.Struct(">12x4s4x4s8xB15xH2x12x4s4x4s28x")
+# orig src, orig dst, l4 protocol, orig dst port, reply src, reply dst, reply src port
+_FAST = struct.Struct(">12x4s4x4s8xB15xH2x12x4s4x4s16xH10x")
 
 _RCVBUF = 1 << 20
 
@@ -266,11 +267,11 @@ def parse_stats_cpu_messages(data: bytes, totals: dict[str, int], seq: int | Non
     return done
 
 
-def _parse_tuple(data: bytes, start: int, end: int) -> tuple[bytes, bytes, int, int]:
-    """A CTA_TUPLE_* nest -> (src, dst, l4 protocol, dst port); protocol -1 if absent."""
+def _parse_tuple(data: bytes, start: int, end: int) -> tuple[bytes, bytes, int, int, int]:
+    """A CTA_TUPLE_* nest -> (src, dst, l4 protocol, dst port, src port); protocol -1 if absent."""
     src = dst = b""
     proto = -1
-    dport = 0
+    dport = sport = 0
     a = _attrs(data, start, end)
     if (ip := a.get(CTA_TUPLE_IP)) is not None:
         for atype, (s, e) in _attrs(data, ip[0], ip[1]).items():
@@ -292,7 +293,11 @@ def _parse_tuple(data: bytes, start: int, end: int) -> tuple[bytes, bytes, int, 
             if port[1] - port[0] < 2:
                 raise ValueError("truncated CTA_PROTO_DST_PORT")
             dport = int(_BE16.unpack_from(data, port[0])[0])
-    return bytes(src), bytes(dst), proto, dport
+        if (port := p.get(CTA_PROTO_SRC_PORT)) is not None:
+            if port[1] - port[0] < 2:
+                raise ValueError("truncated CTA_PROTO_SRC_PORT")
+            sport = int(_BE16.unpack_from(data, port[0])[0])
+    return bytes(src), bytes(dst), proto, dport, sport
 
 
 def _tcp_state(data: bytes, start: int, end: int) -> int:
@@ -322,22 +327,22 @@ def parse_entry(data: bytes, off: int, mlen: int) -> CtEntry:
     if a + _FAST_SIZE <= end and (
         int.from_bytes(data[a : a + _FAST_SIZE], "little") & _FAST_MASK == _FAST_WANT
     ):
-        osrc, odst, proto, dport, rsrc, rdst = _FAST.unpack_from(data, a)
+        osrc, odst, proto, dport, rsrc, rdst, rsport = _FAST.unpack_from(data, a)
         state = _tcp_state(data, a + _FAST_SIZE, end) if proto == IPPROTO_TCP else NO_STATE
-        return proto, osrc, odst, rsrc, rdst, dport, state
+        return proto, osrc, odst, rsrc, rdst, dport, state, rsport
     top = _attrs(data, a, end)
     orig = top.get(CTA_TUPLE_ORIG)
     reply = top.get(CTA_TUPLE_REPLY)
     if orig is None or reply is None:
         raise ValueError(f"conntrack entry without its tuples at offset {off}")
-    osrc, odst, proto, dport = _parse_tuple(data, orig[0], orig[1])
-    rsrc, rdst, _rproto, _rport = _parse_tuple(data, reply[0], reply[1])
+    osrc, odst, proto, dport, _osport = _parse_tuple(data, orig[0], orig[1])
+    rsrc, rdst, _rproto, _rdport, rsport = _parse_tuple(data, reply[0], reply[1])
     if not osrc or not odst or not rsrc or not rdst:
         raise ValueError(f"conntrack entry without its addresses at offset {off}")
     state = NO_STATE
     if proto == IPPROTO_TCP and (info := top.get(CTA_PROTOINFO)) is not None:
         state = _tcp_state(data, info[0] - 4, info[1])
-    return proto, osrc, odst, rsrc, rdst, dport, state
+    return proto, osrc, odst, rsrc, rdst, dport, state, rsport
 
 
 def parse_ct_messages(data: bytes, out: list[CtEntry], seq: int | None = None) -> bool:
@@ -377,8 +382,8 @@ def parse_ct_messages(data: bytes, out: list[CtEntry], seq: int | None = None) -
 
 # (orig src, reply src) -> entries
 SourcePairs = dict[tuple[bytes, bytes], int]
-# (l4 protocol, orig dst, orig dst port, reply src) -> entries
-ActiveKeys = dict[tuple[int, bytes, int, bytes], int]
+# (l4 protocol, orig dst, orig dst port, reply src, reply src port) -> entries
+ActiveKeys = dict[tuple[int, bytes, int, bytes, int], int]
 
 
 def add_entries(entries: list[CtEntry], pairs: SourcePairs, active: ActiveKeys | None) -> None:
@@ -396,11 +401,11 @@ def add_entries(entries: list[CtEntry], pairs: SourcePairs, active: ActiveKeys |
             key = (entry[1], entry[3])
             pairs[key] = get(key, 0) + 1
         return
-    for proto, osrc, odst, rsrc, _rdst, dport, state in entries:
+    for proto, osrc, odst, rsrc, _rdst, dport, state, rsport in entries:
         key = (osrc, rsrc)
         pairs[key] = get(key, 0) + 1
         if (proto == IPPROTO_TCP and state == TCP_ESTABLISHED) or proto == IPPROTO_UDP:
-            akey = (proto, odst, dport, rsrc)
+            akey = (proto, odst, dport, rsrc, rsport)
             active[akey] = active.get(akey, 0) + 1
 
 

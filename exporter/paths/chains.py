@@ -5,6 +5,7 @@ Each chain with the rules about the network and what each means.
 
 from __future__ import annotations
 
+from exporter.meaning.kube_proxy import is_kube_proxy_chain
 from exporter.model import (
     BACKEND_NFTABLES,
     Chain,
@@ -37,6 +38,8 @@ def _rules_shown(
     keep: dict[str, list[int]] = {}
     ours_chains: set[str] = set()
     for chain in table.chains:
+        if is_kube_proxy_chain(table, chain.name):
+            continue  # a Service's path (explain svc/NS/NAME), not the workload's
         if table.backend == BACKEND_NFTABLES and "__" in chain.name:
             if chain.name.rsplit("__", 1)[1] == m.bridge:
                 keep[chain.name] = list(range(len(chain.rules)))

@@ -24,7 +24,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -32,6 +32,7 @@ from exporter.config import Config, parse_duration
 from exporter.model import Workload
 from exporter.paths.lookup import describe_missing, describe_no_network, find_container
 from exporter.paths.rules import build_rule_meanings
+from exporter.paths.service import build_service_walk, format_service_walk, parse_service_query
 from exporter.paths.text import format_path_json, format_path_text, path_to_json
 from exporter.paths.views import Baseline, ConntrackView, ContainerPath, ExplainError
 from exporter.paths.walk import build_path, build_paths
@@ -80,6 +81,13 @@ def run_explain(
     poller = make_poller(cfg, render=False)
     quiet = logging.getLogger("netpath.poller")
     was_disabled, quiet.disabled = quiet.disabled, True
+    service = parse_service_query(query)
+    if service is not None:
+        try:
+            return _explain_service(poller, service, interval, out, fail)
+        finally:
+            poller.stop()
+            quiet.disabled = was_disabled
     try:
         first = poller.poll_once().poll
         view = first.view
@@ -128,6 +136,58 @@ def run_explain(
             "own namespace)"
         )
     out.write(format_path_json(path) if as_json else format_path_text(path))
+    out.flush()
+    return 0
+
+
+def _explain_service(
+    poller: Any,
+    service: tuple[str, str],
+    interval: float,
+    out: TextIO,
+    fail: Callable[[str], int],
+) -> int:
+    """``explain svc/NAMESPACE/NAME``: kube-proxy's chain walk with live counters."""
+    from exporter.collectors.conntrack import (  # noqa: PLC0415 - only with conntrack data
+        ConntrackData,
+        active_connections,
+    )
+    from exporter.meaning.kube_proxy import MANAGER, active_per_endpoint  # noqa: PLC0415
+
+    first = poller.poll_once().poll
+    poll = first
+    if interval > 0:
+        time.sleep(max(0.0, first.timestamp + interval - time.time()))
+        poll = poller.poll_once().poll
+    view = poll.view
+    assert view is not None
+    meaning = next((m for m in view.meanings if m.manager == MANAGER), None)
+    if meaning is None or view.firewall is None:
+        return fail(
+            "no kube-proxy rules on this host (run explain in the node's network namespace)"
+        )
+    namespace, name = service
+    before = first.view.firewall if poll is not first and first.view is not None else None
+    if before is not None and before.structure != view.firewall.structure:
+        before = None  # the rules changed between the polls: no rates
+    data = poll.get("conntrack", ConntrackData)
+    active = None
+    if data is not None and data.dump is not None:
+        active = active_per_endpoint(meaning.services, active_connections(data.dump.result))
+    walk = build_service_walk(
+        view.firewall,
+        meaning,
+        namespace,
+        name,
+        before=before,
+        seconds=poll.timestamp - first.timestamp,
+        active=active,
+    )
+    if walk is None:
+        known = sorted({f"{s.namespace}/{s.service}" for s in meaning.services})
+        hint = f" (kube-proxy's rules name {len(known)} Services, e.g. {', '.join(known[:5])})"
+        return fail(f"no Service {namespace}/{name} in kube-proxy's rules{hint if known else ''}")
+    out.write(format_service_walk(walk))
     out.flush()
     return 0
 
@@ -183,8 +243,14 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         "figures: its interface, host veth, bridge and Docker network, routes, the firewall "
         "rules that apply to its network chain by chain, published ports, masquerade and drops."
     )
-    parser.epilog = "Exit 1 when the container is unknown, stopped or has no network of its own."
-    parser.add_argument("container", help="container name or id prefix")
+    parser.epilog = (
+        "svc/NAMESPACE/NAME instead of a container: the chain walk of a Kubernetes Service "
+        "through kube-proxy's rules, from KUBE-SERVICES to each endpoint, with live counters. "
+        "Exit 1 when the container (or Service) is unknown, stopped or has no network of its own."
+    )
+    parser.add_argument(
+        "container", help="container name or id prefix, or svc/NAMESPACE/NAME for a Service"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
         "--interval",
