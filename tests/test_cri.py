@@ -10,6 +10,7 @@ disabled).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 
 import cri_gen
 import grpc
+import lab
 import pytest
 from lab import FIXTURES
 
@@ -446,3 +448,33 @@ def test_the_endpoint_setting_from_file_and_flag() -> None:
         parse_config({"cri": {"endpoint": 5}}, "f")
     with pytest.raises(ConfigError, match=r"cri\.socket"):
         parse_config({"cri": {"socket": "/x"}}, "f")
+
+
+def test_a_socket_the_exporter_may_not_look_for_is_a_failure_not_absence(
+    request: pytest.FixtureRequest,
+) -> None:
+    """As nobody, behind a directory it cannot search: 'permission denied', never 'absent'."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to nobody")
+    with tempfile.TemporaryDirectory(prefix="np-sock-", dir="/tmp") as top:
+        _check_socket_lookup_as_nobody(Path(top), lab.public_install(request.config))
+
+
+def _check_socket_lookup_as_nobody(tmp_path: Path, public: lab.PublicInstall) -> None:
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    code = (
+        "from exporter.sources.base import socket_exists\n"
+        "from exporter.collector import CollectorError\n"
+        f"print(socket_exists({str(tmp_path / 'absent.sock')!r}, 'x'))\n"
+        f"try:\n    socket_exists({str(hidden / 'containerd.sock')!r}, 'CRI runtime socket')\n"
+        "except CollectorError as exc:\n    print(exc)\n"
+    )
+    tmp_path.chmod(0o711)  # nobody may pass through tmp_path, not into private/
+    out = subprocess.run(
+        [*lab.as_user([]), *public.argv("-c", code)],
+        capture_output=True, text=True, timeout=60, cwd=public.dir, env=public.env(), check=False,
+    )  # fmt: skip
+    lines = out.stdout.splitlines()
+    assert lines[0] == "False", out.stderr  # a missing socket where it may look: absent
+    assert lines[1].startswith(f"CRI runtime socket {hidden}/containerd.sock: permission denied")

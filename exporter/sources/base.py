@@ -25,9 +25,11 @@ Adding a source is its module plus one row in :mod:`exporter.registry`
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Protocol
 
-from exporter.collector import CollectorAbsent
+from exporter.collector import CollectorAbsent, CollectorError
 from exporter.model import SourceData
 
 SourceAbsent = CollectorAbsent
@@ -39,3 +41,23 @@ class Source(Protocol):
     def collect(self) -> SourceData: ...
 
     def close(self) -> None: ...
+
+
+def socket_exists(path: str, what: str) -> bool:
+    """True if ``path`` exists, False if it does not.
+
+    When the exporter may not even look (a directory on the way it cannot
+    search), that is neither: it raises a CollectorError that says so, so a
+    missing privilege never passes for a runtime that is not on the host.
+    """
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError as exc:
+        raise CollectorError(
+            f"{what} {path}: permission denied looking for the socket "
+            f"({os.strerror(exc.errno or errno.EACCES)}: the exporter needs search access to "
+            "its directory: run as root with CAP_DAC_OVERRIDE, or grant the directory)"
+        ) from exc
+    return True

@@ -38,7 +38,6 @@ CRI source's whole surface, its parts live beside it.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -46,6 +45,7 @@ from exporter.collector import CollectorAbsent, CollectorError
 from exporter.collectors.links import read_netnsid
 from exporter.config import Config
 from exporter.model.workloads import SourceData
+from exporter.sources.base import socket_exists
 from exporter.sources.cri_endpoint import (
     DEFAULT_ENDPOINTS,
     describe_rpc_failure,
@@ -117,11 +117,11 @@ class CriSource:
     def _pick_endpoint(self) -> str:
         if self.configured:
             path = socket_path(self.configured)
-            if not os.path.exists(path):
+            if not socket_exists(path, "cri.endpoint"):
                 raise CollectorError(f"cri.endpoint {self.configured}: no such socket ({path})")
             return self.configured
         for candidate in DEFAULT_ENDPOINTS:
-            if os.path.exists(candidate):
+            if socket_exists(candidate, "CRI runtime socket"):
                 return candidate
         if self._answered:
             raise CollectorError(f"the CRI socket {self._endpoint} is gone (the runtime stopped?)")

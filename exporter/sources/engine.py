@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from exporter.model import Network, SourceData, Workload
+from exporter.sources.base import socket_exists
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def describe_failure(product: str, host: str, exc: BaseException, hints: Mapping
 def missing_socket(host: str) -> str:
     """The path of the unix socket ``host`` names if it does not exist, else ""."""
     path = host.removeprefix("unix://")
-    return path if host.startswith("unix://") and not os.path.exists(path) else ""
+    return path if host.startswith("unix://") and not socket_exists(path, "socket") else ""
 
 
 def snapshot(
