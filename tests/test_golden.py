@@ -28,6 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_docker_rules import EXPECTED, NETWORK_OF, nft_tables_from_text
 
+from exporter import __version__
 from exporter.config import Config
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.selection import backend_families, table_holds_rules
@@ -225,6 +226,8 @@ def map_01_to_02(name: str, labels: dict[str, str]) -> tuple[str, dict[str, str]
     if name in _RENAMED:
         new, added = _RENAMED[name]
         return new, {"manager": "docker", **labels, **added}
+    if name == "netpath_build_info":
+        return name, {**labels, "version": __version__}
     if name.startswith("netpath_collector_") and labels.get("collector") == "containers":
         return name, {**labels, "collector": "docker"}
     if name == "netpath_container_info":
