@@ -232,6 +232,20 @@ def test_absent_when_no_default_socket_exists(
     src.close()
 
 
+def test_a_default_socket_hidden_by_permissions_is_absent_with_the_reason(
+    sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody named an endpoint and the runtime directory is private: absent, saying why."""
+    containerd = str(sockdir / "containerd.sock")
+    monkeypatch.setattr(cri, "DEFAULT_ENDPOINTS", (containerd,))
+    monkeypatch.setattr(cri, "socket_state", lambda path: "hidden")
+    src = cri.CriSource()
+    with pytest.raises(CollectorAbsent) as err:
+        src.collect()
+    assert f"{containerd} cannot be looked for: permission denied" in str(err.value)
+    src.close()
+
+
 def test_configured_endpoint_missing_is_a_failure(sockdir: Path) -> None:
     src = cri.CriSource(str(sockdir / "nope.sock"))
     with pytest.raises(CollectorError, match=r"cri.endpoint .*nope.sock: no such socket") as err:
@@ -453,7 +467,8 @@ def test_the_endpoint_setting_from_file_and_flag() -> None:
 def test_a_socket_the_exporter_may_not_look_for_is_a_failure_not_absence(
     request: pytest.FixtureRequest,
 ) -> None:
-    """As nobody, behind a directory it cannot search: 'permission denied', never 'absent'."""
+    """As nobody, behind a directory it cannot search: a named endpoint fails naming the
+    permission; a default one is 'hidden' (reported with the absence, see CriSource)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to nobody")
     with tempfile.TemporaryDirectory(prefix="np-sock-", dir="/tmp") as top:
@@ -464,9 +479,10 @@ def _check_socket_lookup_as_nobody(tmp_path: Path, public: lab.PublicInstall) ->
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
     code = (
-        "from exporter.sources.base import socket_exists\n"
+        "from exporter.sources.base import socket_exists, socket_state\n"
         "from exporter.collector import CollectorError\n"
         f"print(socket_exists({str(tmp_path / 'absent.sock')!r}, 'x'))\n"
+        f"print(socket_state({str(hidden / 'containerd.sock')!r}))\n"
         f"try:\n    socket_exists({str(hidden / 'containerd.sock')!r}, 'CRI runtime socket')\n"
         "except CollectorError as exc:\n    print(exc)\n"
     )
@@ -477,4 +493,7 @@ def _check_socket_lookup_as_nobody(tmp_path: Path, public: lab.PublicInstall) ->
     )  # fmt: skip
     lines = out.stdout.splitlines()
     assert lines[0] == "False", out.stderr  # a missing socket where it may look: absent
-    assert lines[1].startswith(f"CRI runtime socket {hidden}/containerd.sock: permission denied")
+    assert lines[1] == "hidden"
+    assert lines[2].startswith(
+        f"CRI runtime socket: {hidden}/containerd.sock cannot be looked for: permission denied"
+    )

@@ -126,7 +126,11 @@ def api(path, params=None):
         with urllib.request.urlopen(url, timeout=20) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:
-        return json.load(e)
+        body = e.read().decode(errors="replace")
+        try:
+            return json.loads(body)
+        except ValueError:  # e.g. 503 text while Prometheus is still starting
+            return {"status": "http-error", "code": e.code, "error": body[:200]}
     except (urllib.error.URLError, ConnectionError) as e:
         return {"status": "unreachable", "error": str(e)}
 """

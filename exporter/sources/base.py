@@ -25,7 +25,6 @@ Adding a source is its module plus one row in :mod:`exporter.registry`
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import Protocol
 
@@ -43,21 +42,38 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def socket_exists(path: str, what: str) -> bool:
-    """True if ``path`` exists, False if it does not.
+SOCKET_PRESENT = "present"
+SOCKET_MISSING = "missing"
+SOCKET_HIDDEN = "hidden"  # a directory on the way cannot be searched: we cannot tell
 
-    When the exporter may not even look (a directory on the way it cannot
-    search), that is neither: it raises a CollectorError that says so, so a
-    missing privilege never passes for a runtime that is not on the host.
-    """
+
+def socket_state(path: str) -> str:
+    """Whether a runtime's socket is there: SOCKET_PRESENT, SOCKET_MISSING or SOCKET_HIDDEN."""
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return False
-    except PermissionError as exc:
-        raise CollectorError(
-            f"{what} {path}: permission denied looking for the socket "
-            f"({os.strerror(exc.errno or errno.EACCES)}: the exporter needs search access to "
-            "its directory: run as root with CAP_DAC_OVERRIDE, or grant the directory)"
-        ) from exc
-    return True
+        return SOCKET_MISSING
+    except PermissionError:
+        return SOCKET_HIDDEN
+    return SOCKET_PRESENT
+
+
+def hidden_note(path: str) -> str:
+    """What to say of a socket the exporter may not even look for."""
+    return (
+        f"{path} cannot be looked for: permission denied on its directory (the exporter needs "
+        "search access to it: run as root with CAP_DAC_OVERRIDE, or grant the directory)"
+    )
+
+
+def socket_exists(path: str, what: str) -> bool:
+    """True if an endpoint someone *named* exists, False if it does not.
+
+    When the exporter may not even look (a directory on the way it cannot
+    search), that is neither: it raises a CollectorError that says so, so a
+    missing privilege never passes for a missing runtime.
+    """
+    state = socket_state(path)
+    if state == SOCKET_HIDDEN:
+        raise CollectorError(f"{what}: {hidden_note(path)}")
+    return state == SOCKET_PRESENT

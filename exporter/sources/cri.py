@@ -45,7 +45,13 @@ from exporter.collector import CollectorAbsent, CollectorError
 from exporter.collectors.links import read_netnsid
 from exporter.config import Config
 from exporter.model.workloads import SourceData
-from exporter.sources.base import socket_exists
+from exporter.sources.base import (
+    SOCKET_HIDDEN,
+    SOCKET_PRESENT,
+    hidden_note,
+    socket_exists,
+    socket_state,
+)
 from exporter.sources.cri_endpoint import (
     DEFAULT_ENDPOINTS,
     describe_rpc_failure,
@@ -120,13 +126,21 @@ class CriSource:
             if not socket_exists(path, "cri.endpoint"):
                 raise CollectorError(f"cri.endpoint {self.configured}: no such socket ({path})")
             return self.configured
+        hidden = []
         for candidate in DEFAULT_ENDPOINTS:
-            if socket_exists(candidate, "CRI runtime socket"):
+            state = socket_state(candidate)
+            if state == SOCKET_PRESENT:
                 return candidate
+            if state == SOCKET_HIDDEN:
+                hidden.append(hidden_note(candidate))
         if self._answered:
             raise CollectorError(f"the CRI socket {self._endpoint} is gone (the runtime stopped?)")
+        # Nobody named an endpoint: a default one we may not look for is reported with
+        # the absence (check and the log show it), not as a failure on every host
+        # whose runtime directory is private.
         raise CollectorAbsent(
             f"no CRI runtime socket ({' or '.join(DEFAULT_ENDPOINTS)}); set --cri.endpoint"
+            + "".join(f"; {note}" for note in hidden)
         )
 
     def _connect(self) -> CriClient:

@@ -113,9 +113,9 @@ class ContainersCollector:
 
     def collect(self) -> SourceData:
         with self._lock:
-            path = missing_socket(self._host) if self._implicit and not self._answered else ""
-            if path:
-                raise SourceAbsent(f"no {self.product} socket at {path}")
+            why = missing_socket(self._host) if self._implicit and not self._answered else ""
+            if why:
+                raise SourceAbsent(f"no {self.product} socket {why}")
             try:
                 data = self._collect()
                 self._answered = True

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from exporter.model import Network, SourceData, Workload
-from exporter.sources.base import socket_exists
+from exporter.sources.base import SOCKET_HIDDEN, SOCKET_MISSING, hidden_note, socket_state
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,21 @@ def describe_failure(product: str, host: str, exc: BaseException, hints: Mapping
 
 
 def missing_socket(host: str) -> str:
-    """The path of the unix socket ``host`` names if it does not exist, else ""."""
+    """Why the default unix socket ``host`` names is not there, or "" if it is.
+
+    A socket the exporter may not even look for counts as not there, with the
+    reason: the runtime's endpoint was not named, and a private directory on a
+    host without that runtime must not read as a failing collector.
+    """
     path = host.removeprefix("unix://")
-    return path if host.startswith("unix://") and not socket_exists(path, "socket") else ""
+    if not host.startswith("unix://"):
+        return ""
+    state = socket_state(path)
+    if state == SOCKET_MISSING:
+        return f"at {path}"
+    if state == SOCKET_HIDDEN:
+        return f"visible: {hidden_note(path)}"
+    return ""
 
 
 def snapshot(
