@@ -16,7 +16,6 @@ label or environment variable ever becomes a metric label.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ from exporter.sources.engine import (
     NETWORKS,
     REMOVE,
 )
+from exporter.sources.jsonshape import ip_version, json_list, json_object
 
 LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
@@ -50,6 +50,9 @@ EVENT_FILTERS = {
 }
 
 
+DOCKER_API = "Docker API"
+
+
 def network_bridge(name: str, network_id: str, driver: str, options: Mapping[str, str]) -> str:
     """The host bridge interface of a Docker network ("" if it is not a bridge network)."""
     if driver != "bridge":
@@ -62,45 +65,28 @@ def network_bridge(name: str, network_id: str, driver: str, options: Mapping[str
     return f"br-{network_id[:12]}"
 
 
-def _obj(value: object, where: str) -> Mapping[str, Any]:
-    """A JSON object of Docker's answer ({} for null); anything else is a clean error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected an object")
-    return value
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"Docker API: {where} is {type(value).__name__}, expected a list")
-    return value
-
-
-def _ip_version(cidr: str) -> int:
-    try:
-        return ipaddress.ip_network(cidr, strict=False).version
-    except ValueError:
-        return 9
-
-
 def parse_network(raw: Mapping[str, Any]) -> Network:
     """One item of ``GET /networks`` (or a network inspect) -> Network."""
     name = str(raw.get("Name") or "")
     net_id = str(raw.get("Id") or raw.get("ID") or "")
     driver = str(raw.get("Driver") or "")
-    options = {str(k): str(v) for k, v in _obj(raw.get("Options"), "network Options").items()}
-    ipam = _list(_obj(raw.get("IPAM"), "network IPAM").get("Config"), "IPAM.Config")
-    configs = [_obj(c, "an IPAM.Config item") for c in ipam]
+    options = {
+        str(k): str(v)
+        for k, v in json_object(DOCKER_API, raw.get("Options"), "network Options").items()
+    }
+    ipam = json_list(
+        DOCKER_API,
+        json_object(DOCKER_API, raw.get("IPAM"), "network IPAM").get("Config"),
+        "IPAM.Config",
+    )
+    configs = [json_object(DOCKER_API, c, "an IPAM.Config item") for c in ipam]
     pools = sorted(
         (
             (str(c.get("Subnet") or ""), str(c.get("Gateway") or ""))
             for c in configs
             if c.get("Subnet")
         ),
-        key=lambda pool: _ip_version(pool[0]),
+        key=lambda pool: ip_version(pool[0]),
     )
     return Network(
         name=name,
@@ -118,12 +104,12 @@ def parse_network(raw: Mapping[str, Any]) -> Network:
 def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
     """``NetworkSettings.Ports`` ({"80/tcp": [{"HostIp", "HostPort"}]}) -> published ports."""
     out: list[PortBinding] = []
-    for key, bindings in _obj(raw, "NetworkSettings.Ports").items():
+    for key, bindings in json_object(DOCKER_API, raw, "NetworkSettings.Ports").items():
         port, _, proto = str(key).partition("/")
         if not bindings or not port.isdigit():
             continue
-        for item in _list(bindings, f"the bindings of {key}"):
-            b = _obj(item, f"a binding of {key}")
+        for item in json_list(DOCKER_API, bindings, f"the bindings of {key}"):
+            b = json_object(DOCKER_API, item, f"a binding of {key}")
             host_port = str(b.get("HostPort") or "")
             if not host_port.isdigit():
                 continue
@@ -140,10 +126,13 @@ def parse_ports(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
 
 def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Workload:
     """``GET /containers/ID/json`` -> Workload (compose labels only, nothing else)."""
-    config = _obj(raw.get("Config"), "container Config")
-    labels = _obj(config.get("Labels"), "Config.Labels")
-    settings = _obj(raw.get("NetworkSettings"), "container NetworkSettings")
-    mode = str(_obj(raw.get("HostConfig"), "container HostConfig").get("NetworkMode") or "")
+    config = json_object(DOCKER_API, raw.get("Config"), "container Config")
+    labels = json_object(DOCKER_API, config.get("Labels"), "Config.Labels")
+    settings = json_object(DOCKER_API, raw.get("NetworkSettings"), "container NetworkSettings")
+    mode = str(
+        json_object(DOCKER_API, raw.get("HostConfig"), "container HostConfig").get("NetworkMode")
+        or ""
+    )
     if mode in ("", "default"):
         mode = "bridge"
     endpoints = tuple(
@@ -156,8 +145,10 @@ def parse_container(raw: Mapping[str, Any], netns_id: int | None = None) -> Work
             gateway=str(ep.get("Gateway") or ""),
         )
         for name, ep in sorted(
-            (str(n), _obj(e, f"the endpoint of network {n}"))
-            for n, e in _obj(settings.get("Networks"), "NetworkSettings.Networks").items()
+            (str(n), json_object(DOCKER_API, e, f"the endpoint of network {n}"))
+            for n, e in json_object(
+                DOCKER_API, settings.get("Networks"), "NetworkSettings.Networks"
+            ).items()
             if e is not None
         )
         if name not in NO_VETH_NETWORKS

@@ -31,10 +31,10 @@ from exporter.config import Config, DockerConfig
 from exporter.model.workloads import Network, SourceData, Workload
 from exporter.sources.docker import ContainersCollector
 from exporter.sources.engine import EventFollower, describe_failure
+from exporter.sources.jsonshape import json_list, json_object
 from exporter.sources.podman_parse import (
+    PODMAN_API,
     RUNTIME,
-    as_list,
-    as_object,
     isolated_in_file,
     netns_paths,
     parse_container,
@@ -111,8 +111,12 @@ class PodmanSource(ContainersCollector):
     # -- the hooks of the Docker source -----------------------------------
 
     def _open_events(self, client: Any) -> EventFollower:
-        info = as_object(self._libpod("/info"), "libpod info")
-        security = as_object(as_object(info.get("host"), "info host").get("security"), "security")
+        info = json_object(PODMAN_API, self._libpod("/info"), "libpod info")
+        security = json_object(
+            PODMAN_API,
+            json_object(PODMAN_API, info.get("host"), "info host").get("security"),
+            "security",
+        )
         self._rootless = bool(security.get("rootless"))
         stream = self._call(
             client.api.events, decode=True, filters={"type": ["container", "network"]}
@@ -136,8 +140,8 @@ class PodmanSource(ContainersCollector):
 
     def _read_networks(self) -> dict[str, Network]:
         nets: dict[str, Network] = {}
-        for raw in as_list(self._libpod("/networks/json"), "network list"):
-            net = parse_network(as_object(raw, "a network"))
+        for raw in json_list(PODMAN_API, self._libpod("/networks/json"), "network list"):
+            net = parse_network(json_object(PODMAN_API, raw, "a network"))
             in_file = "isolate" not in net.options and isolated_in_file(
                 self._network_dirs, net.name
             )

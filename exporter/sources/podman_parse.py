@@ -24,7 +24,6 @@ saying why.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +32,9 @@ from typing import Any
 from exporter.model.workloads import RUNTIME_PODMAN, Endpoint, Network, Workload
 from exporter.sources.docker_parse import parse_ports
 from exporter.sources.engine import ENDPOINTS, INSPECT, NETWORKS, REMOVE
+from exporter.sources.jsonshape import ip_version, json_list, json_object
+
+PODMAN_API = "Podman API"
 
 RUNTIME = RUNTIME_PODMAN
 
@@ -53,31 +55,6 @@ MODES_WITHOUT_VETH = {
 ROOTLESS_BRIDGE = "rootless Podman: the veth is in the rootless network namespace, not on the host"
 
 
-def as_object(value: object, where: str) -> Mapping[str, Any]:
-    """A JSON object of Podman's answer ({} for null); anything else is a clean error."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"Podman API: {where} is {type(value).__name__}, expected an object")
-    return value
-
-
-def as_list(value: object, where: str) -> list[Any]:
-    """A JSON list of Podman's answer ([] for null); anything else is a clean error."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"Podman API: {where} is {type(value).__name__}, expected a list")
-    return value
-
-
-def _ip_version(cidr: str) -> int:
-    try:
-        return ipaddress.ip_network(cidr, strict=False).version
-    except ValueError:
-        return 9
-
-
 def is_isolated(options: Mapping[str, str]) -> bool:
     """netavark's ``isolate`` option: ``true`` (or ``strict``, netavark 1.6+)."""
     return options.get("isolate", "").lower() in ("true", "strict", "1")
@@ -87,17 +64,20 @@ def parse_network(raw: Mapping[str, Any]) -> Network:
     """One item of libpod's ``GET /libpod/networks/json`` -> Network."""
     name = str(raw.get("name") or "")
     driver = str(raw.get("driver") or "")
-    options = {str(k): str(v) for k, v in as_object(raw.get("options"), "network options").items()}
+    options = {
+        str(k): str(v)
+        for k, v in json_object(PODMAN_API, raw.get("options"), "network options").items()
+    }
     pools = sorted(
         (
             (str(s.get("subnet") or ""), str(s.get("gateway") or ""))
             for s in (
-                as_object(item, "a network subnet")
-                for item in as_list(raw.get("subnets"), "subnets")
+                json_object(PODMAN_API, item, "a network subnet")
+                for item in json_list(PODMAN_API, raw.get("subnets"), "subnets")
             )
             if s.get("subnet")
         ),
-        key=lambda pool: _ip_version(pool[0]),
+        key=lambda pool: ip_version(pool[0]),
     )
     return Network(
         runtime=RUNTIME,
@@ -165,16 +145,21 @@ def parse_container(
     ``networks`` by name give the endpoints their network ids (Podman's
     ``NetworkID`` is the name).
     """
-    config = as_object(raw.get("Config"), "container Config")
-    labels = as_object(config.get("Labels"), "Config.Labels")
-    settings = as_object(raw.get("NetworkSettings"), "container NetworkSettings")
-    mode = str(as_object(raw.get("HostConfig"), "container HostConfig").get("NetworkMode") or "")
+    config = json_object(PODMAN_API, raw.get("Config"), "container Config")
+    labels = json_object(PODMAN_API, config.get("Labels"), "Config.Labels")
+    settings = json_object(PODMAN_API, raw.get("NetworkSettings"), "container NetworkSettings")
+    mode = str(
+        json_object(PODMAN_API, raw.get("HostConfig"), "container HostConfig").get("NetworkMode")
+        or ""
+    )
     if mode in ("", "default"):
         mode = "bridge"
     endpoints: list[Endpoint] = []
     for name, ep in sorted(
-        (str(n), as_object(e, f"the endpoint of network {n}"))
-        for n, e in as_object(settings.get("Networks"), "NetworkSettings.Networks").items()
+        (str(n), json_object(PODMAN_API, e, f"the endpoint of network {n}"))
+        for n, e in json_object(
+            PODMAN_API, settings.get("Networks"), "NetworkSettings.Networks"
+        ).items()
         if e is not None
     ):
         net = networks.get(name)
@@ -212,10 +197,13 @@ def netns_paths(raw: Mapping[str, Any]) -> tuple[str, ...]:
     (Podman's SandboxKey is a bind mount in Podman's own mount namespace.)
     """
     paths: list[str] = []
-    pid = as_object(raw.get("State"), "container State").get("Pid") or 0
+    pid = json_object(PODMAN_API, raw.get("State"), "container State").get("Pid") or 0
     if isinstance(pid, int) and pid > 0:
         paths.append(f"/proc/{pid}/ns/net")
-    key = str(as_object(raw.get("NetworkSettings"), "NetworkSettings").get("SandboxKey") or "")
+    key = str(
+        json_object(PODMAN_API, raw.get("NetworkSettings"), "NetworkSettings").get("SandboxKey")
+        or ""
+    )
     if key:
         paths.append(key)
     return tuple(paths)
@@ -225,7 +213,7 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
     """A Podman event (Docker-compatible stream) -> (container id, what to do), or None."""
     kind = event.get("Type")
     action = str(event.get("Action") or event.get("status") or "")
-    actor = as_object(event.get("Actor"), "event Actor")
+    actor = json_object(PODMAN_API, event.get("Actor"), "event Actor")
     if kind == "container":
         cid = str(actor.get("ID") or event.get("id") or "")
         if not cid:
@@ -237,7 +225,7 @@ def parse_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
     if kind == "network":
         if action in ("connect", "disconnect"):
-            attrs = as_object(actor.get("Attributes"), "event Attributes")
+            attrs = json_object(PODMAN_API, actor.get("Attributes"), "event Attributes")
             cid = str(attrs.get("container") or actor.get("ID") or "")
             return (cid, ENDPOINTS) if cid else None
         if action in ("create", "remove", "destroy"):
