@@ -10,7 +10,8 @@ import pytest
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.meaning import MANAGERS
 from exporter.meaning.base import DROPPED, FORWARDED, MASQUERADE, PUBLISHED, build_topology
-from exporter.meaning.netavark import NetavarkManager, analyse, chain_hash, rule_comment
+from exporter.meaning.netavark import NetavarkManager, analyse, chain_hash
+from exporter.meaning.ruletext import iptables_comment
 from exporter.metrics.meaning import render_meanings
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
@@ -208,8 +209,8 @@ def test_one_backend_is_used(stale: str) -> None:
 
 def test_rule_comment() -> None:
     text = '-p tcp -m comment --comment "dnat name: plain id: abc" -j NETAVARK-DN-X'
-    assert rule_comment(text) == "dnat name: plain id: abc"
-    assert rule_comment("-j ACCEPT") == ""
+    assert iptables_comment(text) == "dnat name: plain id: abc"
+    assert iptables_comment("-j ACCEPT") == ""
 
 
 def test_the_manager_reads_podman_sources_from_the_topology() -> None:

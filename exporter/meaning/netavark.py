@@ -51,8 +51,9 @@ from exporter.meaning.base import (
     RuleRef,
     Series,
     Topology,
+    plain_ip,
 )
-from exporter.meaning.ruletext import parse_iptables_rule, split_host_port
+from exporter.meaning.ruletext import iptables_comment, parse_iptables_rule, split_host_port
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
     BACKEND_IPTABLES_NFT,
@@ -77,23 +78,12 @@ REASON_ISOLATION = "isolation"
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 
-_COMMENT = re.compile(r'--comment\s+"((?:[^"\\]|\\.)*)"')
 _DNAT_COMMENT = re.compile(r"^dnat name: (\S+) id: ([0-9a-f]+)$")
 
 
 def chain_hash(network: str) -> str:
     """netavark's per-network chain suffix: sha512 of the name, 13 hex digits, upper case."""
     return hashlib.sha512(network.encode()).hexdigest()[:13].upper()
-
-
-def rule_comment(text: str) -> str:
-    m = _COMMENT.search(text)
-    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else ""
-
-
-def _host(addr: str) -> str:
-    """``10.0.0.1/32`` -> ``10.0.0.1``."""
-    return addr.split("/", 1)[0]
 
 
 def _in_subnets(ip: str, net: Network) -> bool:
@@ -235,7 +225,9 @@ def analyse(
                         continue
                     owner = _owner(wl, net, ip) or _commented_owner(table, r.dport, wl, by_name)
                     v6 = ":" in ip
-                    host_ip = _host(r.destination) if r.destination else ("::" if v6 else "0.0.0.0")
+                    host_ip = (
+                        plain_ip(r.destination) if r.destination else ("::" if v6 else "0.0.0.0")
+                    )
                     published = (
                         MANAGER,
                         owner.name if owner else "",
@@ -288,7 +280,7 @@ def _commented_owner(
         r = parse_iptables_rule(rule.text)
         if r is None or r.dport != dport:
             continue
-        m = _DNAT_COMMENT.match(rule_comment(rule.text))
+        m = _DNAT_COMMENT.match(iptables_comment(rule.text))
         if m and m.group(1) in by_name:
             for w in workloads:
                 if w.id == m.group(2):
