@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from exporter import __version__
 from exporter.config import Config, ConfigError
-from exporter.model import FirewallData, LinksData, RoutesData, SourceData, SysctlData
+from exporter.model import FirewallData, LinksData, RoutesData, SourceData, SysctlData, Workload
 from exporter.pipeline import make_poller
 from exporter.poller import PollResult
 from exporter.registry import COLLECTORS, NAMES, resolve
@@ -145,21 +145,30 @@ def describe_docker(docker: SourceData, poll: PollResult, cfg: Config) -> list[F
         )
     ]
     own = [c for c in docker.workloads if has_own_netns(c)]
-    unmapped = sorted(c.name for c in own if c.netns_id is None)
-    if unmapped:
-        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
-        out.append(
-            Finding(
-                FAIL,
-                "docker",
-                f"{len(unmapped)} of {len(own)} containers' network namespaces cannot be "
-                f"opened ({shown}): no per-container counters; needs CAP_SYS_PTRACE "
-                "(or running as root)",
-            )
-        )
+    unmapped = unmapped_namespaces(
+        "docker", own, "container", "CAP_SYS_PTRACE (or running as root)"
+    )
+    if unmapped is not None:
+        out.append(unmapped)
     elif own:
         out.append(Finding(OK, "docker", f"all {len(own)} containers with a veth mapped"))
     return out
+
+
+def unmapped_namespaces(
+    topic: str, own: Sequence[Workload], noun: str, needs: str
+) -> Finding | None:
+    """The FAIL finding for workloads whose network namespace could not be opened, if any."""
+    unmapped = sorted(w.name for w in own if w.netns_id is None)
+    if not unmapped:
+        return None
+    shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
+    return Finding(
+        FAIL,
+        topic,
+        f"{len(unmapped)} of {len(own)} {noun}s' network namespaces cannot be opened "
+        f"({shown}): no per-{noun} counters; needs {needs}",
+    )
 
 
 def describe_cri(cri: SourceData, poll: PollResult, cfg: Config) -> list[Finding]:
@@ -174,18 +183,11 @@ def describe_cri(cri: SourceData, poll: PollResult, cfg: Config) -> list[Finding
         )
     ]
     own = [w for w in cri.workloads if has_own_netns(w)]
-    unmapped = sorted(w.name for w in own if w.netns_id is None)
-    if unmapped:
-        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
-        out.append(
-            Finding(
-                FAIL,
-                "cri",
-                f"{len(unmapped)} of {len(own)} pods' network namespaces cannot be opened "
-                f"({shown}): no per-pod counters; needs hostPID and CAP_SYS_PTRACE "
-                "(or running as root)",
-            )
-        )
+    unmapped = unmapped_namespaces(
+        "cri", own, "pod", "hostPID and CAP_SYS_PTRACE (or running as root)"
+    )
+    if unmapped is not None:
+        out.append(unmapped)
     elif own:
         out.append(Finding(OK, "cri", f"all {_count(len(own), 'pod')} with a pod network mapped"))
     return out

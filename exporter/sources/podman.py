@@ -177,7 +177,12 @@ def make_podman(cfg: Config) -> PodmanSource:
 
 def describe_podman(data: SourceData, poll: object, cfg: Config) -> list[Any]:
     """What ``check`` says: reachable, counts, unmapped namespaces, isolated networks."""
-    from exporter.check import FAIL, INFO, OK, Finding  # noqa: PLC0415 - check imports us
+    from exporter.check import (  # noqa: PLC0415 - check imports us
+        INFO,
+        OK,
+        Finding,
+        unmapped_namespaces,
+    )
 
     host = str(cfg.setting(HOST_SETTING))
     out = [
@@ -189,18 +194,14 @@ def describe_podman(data: SourceData, poll: object, cfg: Config) -> list[Any]:
         )
     ]
     own = [w for w in data.workloads if not w.no_path_reason and w.endpoints]
-    unmapped = sorted(w.name for w in own if w.netns_id is None)
-    if unmapped:
-        shown = ", ".join(unmapped[:5]) + (", ..." if len(unmapped) > 5 else "")
-        out.append(
-            Finding(
-                FAIL,
-                "podman",
-                f"{len(unmapped)} of {len(own)} containers' network namespaces cannot be "
-                f"opened ({shown}): no per-container counters; needs CAP_SYS_PTRACE "
-                "(or running as root) and the host's PID namespace",
-            )
-        )
+    unmapped = unmapped_namespaces(
+        "podman",
+        own,
+        "container",
+        "CAP_SYS_PTRACE (or running as root) and the host's PID namespace",
+    )
+    if unmapped is not None:
+        out.append(unmapped)
     no_path = [w for w in data.workloads if w.no_path_reason]
     if no_path:
         reasons = sorted({w.no_path_reason for w in no_path})
