@@ -139,10 +139,14 @@ class Poller:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self.latest: Snapshot | None = None
         # (the snapshot before the latest, the latest): one reference, replaced whole
         self.snapshots: tuple[Snapshot | None, Snapshot | None] = (None, None)
         self.polls = 0
+
+    @property
+    def latest(self) -> Snapshot | None:
+        """The last poll's snapshot (None before the first)."""
+        return self.snapshots[1]
 
     def poll_once(self) -> Snapshot:
         start = time.monotonic()
@@ -179,12 +183,12 @@ class Poller:
             status.append(CollectorStatus(slot.name, not error, duration, error, absent))
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
-            before = self.latest.poll if self.latest is not None else None
+            latest = self.latest
+            before = latest.poll if latest is not None else None
             result_poll = replace(result_poll, view=self._derive(result_poll, before))
         body = self._render_body(result_poll)
         snap = Snapshot(result_poll, body)
         self.snapshots = (self.latest, snap)
-        self.latest = snap
         self.polls += 1
         self._ready.set()
         return snap

@@ -1,11 +1,11 @@
 """The landing page's "path" view: every container's packet path as an HTML table.
 
 Built from the poller's latest snapshot (no extra I/O) with the same walk as
-``netpath-exporter explain`` (:mod:`exporter.paths.explain`). Rates are taken
-between the latest snapshot and the one this view saw before it
-(:class:`PathView` keeps it), so the window is the time between those two
-polls. Each row names the metric family that serves its figure, linked to
-the metrics page.
+``netpath-exporter explain`` (:mod:`exporter.paths.walk`). Rates are taken
+between the poller's last two polls (:attr:`exporter.poller.Poller.snapshots`),
+so the window is the time between those polls, whenever the page is viewed.
+Each row names the metric family that serves its figure, linked to the metrics
+page.
 """
 
 from __future__ import annotations
