@@ -88,7 +88,7 @@ BIG_READ_BLOCKS = 50_000
 
 Factory = Callable[[], Collector]
 Renderer = Callable[[PollResult], list[MetricFamily]]
-Deriver = Callable[["PollResult", "PollResult | None"], "HostView"]
+Deriver = Callable[["PollResult"], "HostView"]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -183,9 +183,7 @@ class Poller:
             status.append(CollectorStatus(slot.name, not error, duration, error, absent))
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
-            latest = self.latest
-            before = latest.poll if latest is not None else None
-            result_poll = replace(result_poll, view=self._derive(result_poll, before))
+            result_poll = replace(result_poll, view=self._derive(result_poll))
         body = self._render_body(result_poll)
         snap = Snapshot(result_poll, body)
         self.snapshots = (self.latest, snap)

@@ -40,33 +40,33 @@ class ViewDeriver:
     """Derives each poll's view, keeping the meanings while their inputs stand."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, tuple[SourceData, ...]] | None = None
+        self._raw: tuple[SourceData, ...] = ()  # the sources as the poll read them
+        self._sources: tuple[SourceData, ...] = ()  # merged
         self._topology = Topology()
+        self._structure = 0  # the FirewallData.structure the meanings were made for
         self._meanings: tuple[Meaning, ...] = ()
 
-    def __call__(self, poll: PollResult, before: PollResult | None = None) -> HostView:
-        del before
+    def __call__(self, poll: PollResult) -> HostView:
         links = poll.get("links", LinksData)
         fw = poll.get("firewall", FirewallData)
-        sources = merge_sources(poll.sources())
-        key = (fw.structure if fw is not None else -1, sources)
-        if (
-            self._key is None
-            or fw is None
-            or not fw.structure
-            or self._key[0] != key[0]
-            or len(self._key[1]) != len(sources)
-            or any(a is not b for a, b in zip(self._key[1], sources, strict=True))
+        raw = poll.sources()  # a source returns the same object while nothing changed
+        if len(raw) != len(self._raw) or any(
+            a is not b for a, b in zip(raw, self._raw, strict=True)
         ):
-            self._topology = derive_topology(sources)
-            self._meanings = interpret_all(fw, self._topology) if fw is not None else ()
-            self._key = key
+            self._raw, self._sources = raw, merge_sources(raw)
+            self._topology = derive_topology(self._sources)
+            self._structure = 0
+        if fw is None:
+            self._structure, self._meanings = 0, ()
+        elif not fw.structure or fw.structure != self._structure:
+            self._meanings = interpret_all(fw, self._topology)
+            self._structure = fw.structure  # 0 (unknown) is derived again every poll
         return HostView(
             links=links,
             firewall=fw,
             routes=poll.get("routes", RoutesData),
-            sources=sources,
-            interfaces=build_interfaces(sources, links) if links is not None else (),
+            sources=self._sources,
+            interfaces=build_interfaces(self._sources, links) if links is not None else (),
             topology=self._topology,
             meanings=self._meanings,
         )
