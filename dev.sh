@@ -44,7 +44,11 @@ apt_install() {
 RUN_PACKAGES=(iptables nftables iproute2 ca-certificates)
 TEST_PACKAGES=(iptables nftables iproute2 docker.io containerd containernetworking-plugins runc busybox-static prometheus
                curl procps util-linux libcap2-bin make git openssl systemd chromium conntrack
-               podman netavark aardvark-dns slirp4netns mmdebstrap)
+               podman netavark aardvark-dns slirp4netns mmdebstrap gcc libc6-dev linux-libc-dev)
+# The benchmarks: a C compiler and the kernel's uapi headers for bench/kfloor.c (the kernel
+# floor), Debian's node_exporter as an anchor (bench/floor.py runs the binary itself; whether
+# the package's own service starts on install does not matter).
+BENCH_PACKAGES=(gcc libc6-dev linux-libc-dev prometheus-node-exporter)
 
 ensure_python() {
     if ! command -v "$PY" >/dev/null 2>&1; then
@@ -208,7 +212,7 @@ test)
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
 bench)
-    apt_install "${TEST_PACKAGES[@]}"
+    apt_install "${TEST_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"
     ensure_venv dev
     exec "$VENV/bin/python" -m bench "$@"
     ;;
