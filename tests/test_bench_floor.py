@@ -5,7 +5,9 @@ floor reads exactly what the exporter reads.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,13 +151,20 @@ def test_iptables_save_anchor_reads_the_same_rules(ns: lab.Netns) -> None:
 
 
 def test_kfloor_names_what_the_kernel_refused(kfloor: Path, ns: lab.Netns) -> None:
-    proc = subprocess.run(
-        ["nsenter", f"--net={ns.path}", *lab.as_user([]), str(kfloor), "--rules", "nft"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # a copy nobody can run wherever the checkout is (it may sit under a 0700 directory)
+    public = Path(tempfile.mkdtemp(prefix="netpath-kfloor-"))
+    try:
+        public.chmod(0o755)
+        binary = shutil.copy2(kfloor, public / "kfloor")
+        proc = subprocess.run(
+            ["nsenter", f"--net={ns.path}", *lab.as_user([]), str(binary), "--rules", "nft"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(public)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "kfloor: NFT_MSG_GETRULE dump: Operation not permitted"
     assert proc.stdout == ""
