@@ -1,22 +1,29 @@
-"""Benchmark: a Kubernetes node with ~100k kube-proxy rules (iptables-nft) and 110 pods.
+"""Benchmark: the daemon on a Kubernetes node: 110 pods, ~100k kube-proxy rules (iptables-nft).
 
 Builds a node namespace with a ``cni0`` bridge and 110 pod namespaces on it,
 loads Services in kube-proxy's iptables shapes (tests/kubeproxylab.py) until
-the ruleset holds ``--rules`` rules, and runs inside the node, in one process:
+the ruleset holds ``--rules`` rules, and starts a client in pod 0 opening
+``--rate`` connections a second to the ClusterIPs of a few Services (their
+endpoints' addresses live on pod 1, which answers with a RST), so the
+KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-* and FORWARD counters and the pods' links
+move while the daemon polls. Then, as users run it:
 
-- the daemon's poll (the collectors of a node: links, firewall, sysctl,
-  routes, conntrack; plus kube-proxy's meaning and rendering the
-  exposition), median CPU per steady poll;
-- the kernel's own rule dump in the same run: the nf_tables GETRULE dumps of
-  the ``ip`` family's nat and filter tables, received and not parsed, median
-  CPU (mostly the kernel's, in ``sys``);
+- the daemon (``python -m exporter``, default collectors, ``--poll.interval``
+  INTERVAL: the kube-proxy ruleset's dump costs seconds, so longer than the
+  Docker bench's) and its CPU per poll: every thread's utime+stime from
+  ``/proc/PID/stat`` over POLLS whole intervals after a warm-up; its CPU to
+  start and answer with its first poll; the per-collector durations and the
+  series of a scrape (all, the Service families, the raw rule series:
+  ``KUBE-*`` chains are kept out by default); scrape p50, RSS and peak;
+- in the same run, with the same traffic: the kernel floor (bench/kfloor.c:
+  every rule counter of iptables-nft and every link's statistics) and
+  ``iptables-nft-save -c`` as an anchor;
 
-and prints their ratio (issue 12's target: at most 1.5x), the first poll
-(rule text read and meaning derived once), and the series count: all, the
-Service families, and the raw rule series (``KUBE-*`` kept out by default).
+and prints the ratio of the daemon's poll CPU to the floor (issue #15: the
+ratio of the Docker host, 1.5x on iptables-nft, must hold on this node).
 
-    sudo .venv/bin/python -m bench kubeproxy_bench
-    sudo .venv/bin/python -m bench.kubeproxy_bench --rules 100000 --runs 10
+    sudo .venv/bin/python -m bench kubeproxy
+    sudo .venv/bin/python -m bench kubeproxy --rules 100000 --interval 15 --polls 8
 """
 
 from __future__ import annotations
@@ -28,79 +35,58 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import floor  # noqa: E402
+from bench.exporter_bench import CLK_TCK, PY, SCRAPE, cpu_ticks, free_port, memory_kb  # noqa: E402
+from bench.hostlab import sh  # noqa: E402
 from tests import kubeproxylab as kp  # noqa: E402
 from tests import lab  # noqa: E402
 
 PODS = 110
 TARGET_RATIO = 1.5
+SERVICES_WITH_TRAFFIC = 10
 
-INNER = r"""
-import json, socket, statistics, struct, sys, time
-from exporter.config import Config
-from exporter.netlink import core
-from exporter.netlink.netfilter import NETLINK_NETFILTER, NFPROTO_IPV4
-from exporter.netlink.netfilter.rules import build_getrule_dump
-from exporter.pipeline import make_poller
-from exporter.registry import NAMES
-
-runs = int(sys.argv[1])
-node = ("links", "firewall", "sysctl", "routes", "conntrack")
-cfg = Config(collectors={n: n in node for n in NAMES}, poll_interval=60)
-p = make_poller(cfg)
-c0, w0 = time.process_time(), time.perf_counter()
-p.poll_once()
-first = ((time.process_time() - c0) * 1000, (time.perf_counter() - w0) * 1000)
-p.poll_once()
-
-done = struct.Struct("=IH")
-
-def kernel_dump():
-    sock = core.open_socket(NETLINK_NETFILTER, rcvbuf=1 << 20)
-    size = 0
-    try:
-        for seq, table in enumerate(("nat", "filter"), start=1):
-            sock.send(build_getrule_dump(seq, NFPROTO_IPV4, table))
-            while True:
-                data = sock.recv(core.RECV_SIZE)
-                size += len(data)
-                # NLMSG_DONE (20 bytes, type 3) is the dump's last message: look at the
-                # datagram's tail only, so this loop stays the kernel's cost
-                if len(data) >= 20 and done.unpack_from(data, len(data) - 20) == (20, 3):
-                    break
-    finally:
-        sock.close()
-    return size
-
-poll_cpu, poll_wall, dump_cpu, dump_wall = [], [], [], []
-for _ in range(runs):
-    c0, w0 = time.process_time(), time.perf_counter()
-    snap = p.poll_once()
-    poll_cpu.append((time.process_time() - c0) * 1000)
-    poll_wall.append((time.perf_counter() - w0) * 1000)
-    c0, w0 = time.process_time(), time.perf_counter()
-    dumped = kernel_dump()
-    dump_cpu.append((time.process_time() - c0) * 1000)
-    dump_wall.append((time.perf_counter() - w0) * 1000)
-lines = [l for l in snap.body.splitlines() if l and not l.startswith(b"#")]
-fw = snap.poll.view.firewall
+# One scrape: the per-collector durations, the poll's, and the series counts.
+BREAKDOWN = r"""
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+c.request("GET", "/metrics")
+lines = [l for l in c.getresponse().read().decode().splitlines() if l and not l.startswith("#")]
+def value(l): return float(l.rsplit(" ", 1)[1])
 print(json.dumps({
-    "rules": sum(len(c.rules) for t in fw.tables for c in t.chains),
-    "failed": [s.name for s in snap.poll.status if not s.success],
-    "first_cpu_ms": round(first[0], 1), "first_wall_ms": round(first[1], 1),
-    "poll_cpu_ms": round(statistics.median(poll_cpu), 1),
-    "poll_wall_ms": round(statistics.median(poll_wall), 1),
-    "dump_cpu_ms": round(statistics.median(dump_cpu), 1),
-    "dump_wall_ms": round(statistics.median(dump_wall), 1),
-    "dump_bytes": dumped,
+    "collectors": {l.split('"')[1]: round(value(l) * 1000, 1) for l in lines
+                   if l.startswith("netpath_collector_duration_seconds{")},
+    "poll_wall_ms": next(value(l) * 1000 for l in lines
+                         if l.startswith("netpath_poll_duration_seconds ")),
     "series": len(lines),
-    "service_series": sum(1 for l in lines if l.startswith(b"netpath_service_")),
-    "raw_rule_series": sum(1 for l in lines if l.startswith(b"netpath_firewall_rule_packets")),
-    "collectors": {s.name: round(s.duration * 1000, 1) for s in snap.poll.status},
+    "service_series": sum(1 for l in lines if l.startswith("netpath_service_")),
+    "raw_rule_series": sum(1 for l in lines if l.startswith("netpath_firewall_rule_packets")),
+    "endpoint_connections": sum(value(l) for l in lines
+                                if l.startswith("netpath_service_endpoint_connections_total{")),
 }))
+"""
+
+# In pod 0: ``rate`` connections a second round robin over the addresses given (port 80),
+# each a SYN from a fresh non-blocking socket closed at once (the reply needs no socket).
+CLIENT = r"""
+import errno, socket, sys, time
+rate, targets = int(sys.argv[1]), [(a, 80) for a in sys.argv[2:]]
+print("ready", flush=True)
+i, next_at = 0, time.monotonic()
+while True:
+    s = socket.socket()
+    s.setblocking(False)
+    err = s.connect_ex(targets[i % len(targets)])
+    if err not in (0, errno.EINPROGRESS):
+        sys.exit(f"connect {targets[i % len(targets)]}: {errno.errorcode.get(err, err)}")
+    s.close()
+    i += 1
+    next_at += 1 / rate
+    time.sleep(max(0.0, next_at - time.monotonic()))  # pacing the generator
 """
 
 
@@ -117,10 +103,86 @@ def services_for(rules: int) -> list[kp.Svc]:
         services = int(services * rules / count) + 10
 
 
+def in_node(node: lab.Netns, *cmd: str) -> list[str]:
+    return ["nsenter", f"--net={node.path}", *cmd]
+
+
+def build_pods(node: lab.Netns, names: list[str]) -> list[lab.Netns]:
+    lab.add_namespaces(names)
+    pods = []
+    for i, name in enumerate(names):
+        pod = lab.Netns("x")
+        pod.name, pod.path = name, f"/var/run/netns/{name}"
+        lab.add_container(
+            node, pod, host_if=f"veth{i:04d}", bridge="cni0",
+            addr=f"10.244.{200 + i // 250}.{i % 250 + 2}/16", gateway="10.244.0.1",
+        )  # fmt: skip
+        pods.append(pod)
+    return pods
+
+
+def measure_daemon(node: lab.Netns, polls: int, interval: float, scrapes: int) -> dict[str, Any]:
+    """The daemon's start, its CPU per poll over ``polls`` intervals, a scrape's breakdown,
+    scrape times and memory (bench/exporter_bench.py's measure, plus the breakdown)."""
+    port = free_port()
+    t0 = time.monotonic()
+    daemon = subprocess.Popen(
+        in_node(
+            node,
+            PY,
+            "-m",
+            "exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--poll.interval={interval:g}s",
+            "--log.level=warning",
+        ),
+        cwd=str(REPO),
+    )
+    try:
+        sh(in_node(node, PY, "-c", SCRAPE, str(port), "0"), timeout=600)  # its first poll
+        ready_s = time.monotonic() - t0
+        u, s = cpu_ticks(daemon.pid)  # nsenter execs the exporter: same pid
+        first = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
+        time.sleep(3 * interval)  # warm-up: the text reads and meaning derived, caches
+        u0, s0 = cpu_ticks(daemon.pid)
+        w0 = time.monotonic()
+        time.sleep(polls * interval)  # the measuring window: whole intervals
+        u1, s1 = cpu_ticks(daemon.pid)
+        window = time.monotonic() - w0
+        rss, _ = memory_kb(daemon.pid)
+        steady = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
+        served = json.loads(
+            sh(in_node(node, PY, "-c", SCRAPE, str(port), str(scrapes)), timeout=900)
+        )
+        _, peak = memory_kb(daemon.pid)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    ms = 1000 / CLK_TCK
+    return {
+        "ready_s": ready_s,
+        "start_cpu_ms": (u + s) * ms,
+        "first_poll_wall_ms": first["poll_wall_ms"],
+        "cpu_ms": (u1 - u0 + s1 - s0) * ms / polls,
+        "user_ms": (u1 - u0) * ms / polls,
+        "sys_ms": (s1 - s0) * ms / polls,
+        "window_s": window,
+        "rss_mb": rss / 1024,
+        "peak_mb": peak / 1024,
+        "breakdown": steady,
+        **served,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="kubeproxy_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=int, default=100_000)
-    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--interval", type=float, default=15.0, help="the daemon's poll interval (s)")
+    ap.add_argument("--polls", type=int, default=8, help="polls in the CPU window")
+    ap.add_argument("--scrapes", type=int, default=20)
+    ap.add_argument("--floor-runs", type=int, default=10)
+    ap.add_argument("--save-runs", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=50, help="client connections a second")
     args = ap.parse_args(argv if argv is not None else [])
     if os.geteuid() != 0:
         sys.exit("kubeproxy_bench needs root (network namespaces, iptables)")
@@ -128,42 +190,79 @@ def main(argv: list[str] | None = None) -> None:
     text = kp.iptables_ruleset(svcs)
     count = sum(1 for line in text.splitlines() if line.startswith("-A "))
     endpoints = sum(len(s.endpoints) for s in svcs)
-    print(f"kube-proxy ruleset (iptables-nft): {count} rules, {len(svcs)} Services, "
-          f"{endpoints} endpoints; {PODS} pods; {args.runs} polls")  # fmt: skip
+    # Service 0's first endpoint would be cni0's own address: traffic goes to the next ones
+    busy = svcs[1 : 1 + SERVICES_WITH_TRAFFIC]
     names = [f"np-kpb{i}-{os.getpid()}" for i in range(PODS)]
     with lab.netns("kpbench") as node:
+        client: subprocess.Popen[str] | None = None
         try:
+            t0 = time.monotonic()
             lab.add_bridge(node, "cni0", "10.244.0.1/16")
-            lab.add_namespaces(names)
-            for i, name in enumerate(names):
-                pod = lab.Netns("x")
-                pod.name, pod.path = name, f"/var/run/netns/{name}"
-                lab.add_container(
-                    node, pod, host_if=f"veth{i:04d}", bridge="cni0",
-                    addr=f"10.244.{200 + i // 250}.{i % 250 + 2}/16", gateway="10.244.0.1",
-                )  # fmt: skip
-            t0 = time.perf_counter()
+            lab.enable_forwarding(node)
+            pods = build_pods(node, names)
+            # the busy Services' endpoints answer on pod 1 (a RST: nothing listens)
+            sh(
+                ["ip", "-n", pods[1].name, "-batch", "-"],
+                input="".join(
+                    f"addr add {ip}/32 dev eth0\n" for s in busy for ip, _ in s.endpoints
+                ),
+            )
+            t1 = time.monotonic()
             node.exec("iptables-nft-restore", input=text)
-            print(f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
-            out = subprocess.run(
-                ["nsenter", f"--net={node.path}", sys.executable, "-c", INNER, str(args.runs)],
-                capture_output=True, text=True, cwd=str(REPO), check=False, timeout=3600,
-            )  # fmt: skip
+            loaded = time.monotonic() - t1
+            client = subprocess.Popen(
+                in_node(pods[0], PY, "-c", CLIENT, str(args.rate), *(s.cluster_ip for s in busy)),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise RuntimeError("the traffic client did not start")
+            print(
+                f"node: {PODS} pods on cni0; kube-proxy ruleset (iptables-nft): {count} rules, "
+                f"{len(svcs)} Services, {endpoints} endpoints, loaded in {loaded:.1f} s (lab "
+                f"built in {time.monotonic() - t0:.0f} s); traffic: {args.rate} connections/s "
+                f"from pod 0 to {len(busy)} ClusterIPs. Daemon: default collectors, poll every "
+                f"{args.interval:g} s, CPU over {args.polls} polls; floor: median of "
+                f"{args.floor_runs} reads",
+                flush=True,
+            )
+            d = measure_daemon(node, args.polls, args.interval, args.scrapes)
+            k = floor.kernel_floor(node.name, "iptables-nft", args.floor_runs)
+            save = floor.iptables_save(node.name, "iptables-nft", args.save_runs)
+            if client.poll() is not None:
+                raise RuntimeError(f"the traffic client exited ({client.returncode})")
         finally:
+            if client is not None:
+                client.terminate()
+                client.wait(10)
             lab.delete_namespaces(names)
-    if out.returncode != 0:
-        sys.exit(f"inner run failed: {out.stderr}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    ratio = r["poll_cpu_ms"] / r["dump_cpu_ms"] if r["dump_cpu_ms"] else float("inf")
-    print(json.dumps(r, indent=1))
+    b = d["breakdown"]
+    ratio = d["cpu_ms"] / k["cpu_ms"]
     print(
-        f"\nsteady poll {r['poll_cpu_ms']} ms CPU ({r['poll_wall_ms']} ms wall) vs the kernel's "
-        f"rule dump {r['dump_cpu_ms']} ms CPU ({r['dump_wall_ms']} ms wall, "
-        f"{r['dump_bytes'] / 1e6:.1f} MB): {ratio:.2f}x (target <= {TARGET_RATIO}x)"
+        f"\ndaemon CPU/poll {d['cpu_ms']:.1f} ms (user {d['user_ms']:.1f}, sys "
+        f"{d['sys_ms']:.1f}; over {d['window_s']:.0f} s) vs the kernel floor "
+        f"{k['cpu_ms']:.1f} ms ({k['rules']:.0f} rules, {k['links']:.0f} links; wall "
+        f"{k['wall_ms']:.1f} ms): {ratio:.2f}x (target <= {TARGET_RATIO}x: "
+        f"{'ok' if ratio <= TARGET_RATIO else 'OVER'}); iptables-nft-save -c + "
+        f"ip6tables-nft-save -c {save['cpu_ms']:.0f} ms CPU per read"
     )
     print(
-        f"first poll {r['first_cpu_ms']} ms CPU; series {r['series']} "
-        f"(Service families {r['service_series']}, raw rule series {r['raw_rule_series']})"
+        f"poll wall {b['poll_wall_ms']:.0f} ms; collectors (wall ms): {b['collectors']}"
+        + (f"; FAILED collectors: {d['failed']}" if d["failed"] else "")
+    )
+    print(
+        f"start: answered after {d['ready_s']:.1f} s, {d['start_cpu_ms']:.0f} ms CPU "
+        f"(interpreter, imports, first poll: {d['first_poll_wall_ms']:.0f} ms wall)"
+    )
+    print(
+        f"traffic seen: {b['endpoint_connections']:.0f} connections to endpoints "
+        f"(netpath_service_endpoint_connections_total), rule counters {k['packets']:.0f} "
+        f"packets in all\n"
+        f"series {b['series']} (Service families {b['service_series']}, raw rule series "
+        f"{b['raw_rule_series']}); exposition {d['bytes'] / 1e6:.2f} MB "
+        f"({d['gzip'][1] / 1e6:.2f} MB gzip); scrape p50 {d['plain'][0]:.2f} ms, gzip "
+        f"{d['gzip'][0]:.2f} ms; RSS {d['rss_mb']:.1f} MB, peak {d['peak_mb']:.1f} MB"
     )
 
 
