@@ -247,10 +247,10 @@ def report(
         f"{args.sample:g} s):"
     )
     print(
-        f"  RSS median first {edge / 60:.0f} min {statistics.median(first):.1f} MB, "
-        f"last {edge / 60:.0f} min {statistics.median(final):.1f} MB; "
+        f"  RSS median first {round(edge / 60, 1):g} min {statistics.median(first):.1f} MB, "
+        f"last {round(edge / 60, 1):g} min {statistics.median(final):.1f} MB; "
         f"slope {slope_mb_per_10min(steady):+.2f} MB/10 min (least squares after "
-        f"{skip / 60:.0f} min); min {min(mb):.1f} MB, max {max(mb):.1f} MB; "
+        f"{round(skip / 60, 1):g} min); min {min(mb):.1f} MB, max {max(mb):.1f} MB; "
         f"VmHWM (peak) {samples[-1].hwm_kb / 1024:.1f} MB"
     )
     print(
@@ -284,6 +284,15 @@ def report(
     )
 
 
+def interrupted(signum: int, frame: object) -> None:
+    """SIGTERM or SIGINT: stop like Ctrl-C (the finally blocks and context managers tear the
+    lab down), once: a second signal (e.g. from ``timeout`` passing its own on) is ignored
+    so it cannot cut the teardown short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="soak_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="how long to run (after warm-up)")
@@ -298,8 +307,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv if argv is not None else [])
     if os.geteuid() != 0:
         sys.exit("soak_bench needs root (network namespaces, iptables)")
-    # SIGTERM tears down like Ctrl-C: the finally blocks and context managers run
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     samples: list[Sample] = []
     t0 = time.monotonic()
     with HostLab(args.veths, args.rules) as host:
