@@ -215,11 +215,10 @@ def _plan_iptables_nft(
         )
         plans.append(plan)
         key = (BACKEND_IPTABLES_NFT, label, text.name, c.name)
-        counters = [(r.packets, r.bytes) for r in c.rules]
-        snapshot = ("text", tuple(counters), c.policy_packets, c.policy_bytes)
-        out.append(
-            ctx.cache.chain(key, plan, snapshot, counters, (c.policy_packets, c.policy_bytes))
-        )
+        pks = tuple([r.packets for r in c.rules])
+        bys = tuple([r.bytes for r in c.rules])
+        pc = (c.policy_packets, c.policy_bytes)
+        out.append(ctx.cache.chain(key, plan, ("text", pks, bys, pc), (pks, bys), pc))
     whole = selected_rules * 2 >= len(rules)
     table_plan = NftTablePlan(
         family=fam,
@@ -268,8 +267,9 @@ def _plan_native(
         plans.append(plan)
         pc = (info.packets, info.bytes) if builtin else (None, None)
         key = (BACKEND_NFTABLES, fam_name, text.name, c.name)
-        counters = ((r[3], r[4]) for r in dumped)
-        out.append(ctx.cache.chain(key, plan, (dumped, pc), counters, pc))
+        pks = tuple([r[3] for r in dumped])
+        bys = tuple([r[4] for r in dumped])
+        out.append(ctx.cache.chain(key, plan, (pks, bys, pc), (pks, bys), pc))
     whole = selected_rules * 2 >= len(rules)
     table_plan = NftTablePlan(
         family=fam,
