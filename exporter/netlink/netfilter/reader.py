@@ -159,6 +159,10 @@ class NftReader:
         any other is parsed in full and gives the next layout.
         """
         key = (family, table, chain)
+        # Only whole tables learn a layout: per-chain reads are of big tables
+        # with many small chains, where layouts would cost more memory than
+        # their parse costs time.
+        learn = chain is None
         layout = self._layouts.pop(key, None)
         if layout is not None:
 
@@ -184,7 +188,7 @@ class NftReader:
                 return parse_rule_messages(data, out, seq, self._names, spots[-1])
 
             core.receive(sock, take)
-            learnt = DumpLayout.of(datagrams, spots, seq)
+            learnt = DumpLayout.of(datagrams, spots, seq) if learn else None
             if learnt is not None:
                 self._layouts[key] = learnt
             return RuleColumns(
