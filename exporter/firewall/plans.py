@@ -113,6 +113,7 @@ class ChainCache:
             policy_packets=policy_counters[0],
             policy_bytes=policy_counters[1],
             hook=plan.hook,
+            counters=counters,
         )
         self._new[key] = (plan, snapshot, chain, none_at, packets, nbytes)
         return chain
