@@ -79,6 +79,29 @@ print(json.dumps(out))
 """
 
 
+# Prometheus during the CPU window: a gzip scrape every ``every`` seconds, each of a
+# snapshot no scrape has compressed yet (when polls are more frequent than scrapes).
+PROMETHEUS = r"""
+import http.client, json, statistics, sys, time
+port, every, count = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+times, failed = [], 0
+next_at = time.monotonic()
+for _ in range(count):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    t0 = time.perf_counter()
+    c.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    r.read()
+    times.append((time.perf_counter() - t0) * 1000)
+    failed += r.status != 200
+    c.close()
+    next_at += every
+    time.sleep(max(0.0, next_at - time.monotonic()))
+print(json.dumps({"p50": statistics.median(times), "max": max(times), "n": len(times),
+                  "failed": failed}))
+"""
+
+
 def cpu_ticks(pid: int) -> tuple[int, int]:
     """(utime, stime) of every thread of ``pid``, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -106,9 +129,19 @@ def scrape(host: HostLab, port: int, runs: int) -> dict[str, Any]:
 
 
 def measure_daemon(
-    host: HostLab, polls: int, interval: float, scrapes: int, flags: list[str]
+    host: HostLab,
+    polls: int,
+    interval: float,
+    scrapes: int,
+    flags: list[str],
+    *,
+    scrape_every: float = 0.0,
 ) -> dict[str, Any]:
-    """The daemon's CPU per poll over ``polls`` intervals, its scrape times and memory."""
+    """The daemon's CPU per poll over ``polls`` intervals, its scrape times and memory.
+
+    With ``scrape_every`` a Prometheus-like client scrapes (gzip) at that
+    period during the window, so the CPU includes serving as users run it.
+    """
     port = free_port()
     daemon = subprocess.Popen(
         host.in_host(
@@ -125,11 +158,23 @@ def measure_daemon(
     try:
         scrape(host, port, 0)
         time.sleep(5 * interval)  # warm-up: topology and rule text reads, caches
+        prometheus = None
+        if scrape_every:
+            count = max(1, int(polls * interval / scrape_every))
+            prometheus = subprocess.Popen(
+                host.in_host(PY, "-c", PROMETHEUS, str(port), str(scrape_every), str(count)),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         u0, s0 = cpu_ticks(daemon.pid)  # nsenter execs the exporter: same pid
         t0 = time.monotonic()
         time.sleep(polls * interval)  # the measuring window: whole intervals
         u1, s1 = cpu_ticks(daemon.pid)
         window = time.monotonic() - t0
+        prom: dict[str, Any] = {}
+        if prometheus is not None:
+            out, _ = prometheus.communicate(timeout=120)
+            prom = json.loads(out)
         rss, _ = memory_kb(daemon.pid)
         served = scrape(host, port, scrapes)
         _, peak = memory_kb(daemon.pid)
@@ -144,6 +189,7 @@ def measure_daemon(
         "window_s": window,
         "rss_mb": rss / 1024,
         "peak_mb": peak / 1024,
+        "prometheus": prom,
         **served,
     }
 
@@ -155,7 +201,9 @@ def target(backend: str, floor_ms: float) -> float:
 def run_backend(host: HostLab, backend: str, args: argparse.Namespace) -> dict[str, Any]:
     host.load(backend, counters=args.counters)
     with host.traffic(args.rate):
-        daemon = measure_daemon(host, args.polls, args.interval, args.scrapes, args.flag)
+        daemon = measure_daemon(
+            host, args.polls, args.interval, args.scrapes, args.flag, scrape_every=args.scrape_every
+        )
         kernel = floor.kernel_floor(host.host, f"iptables-{backend}", args.floor_runs)
         save = floor.iptables_save(host.host, f"iptables-{backend}", 10)
         netdev = floor.node_exporter_netdev(host.host, 10) if args.node_exporter else None
@@ -178,6 +226,12 @@ def report(backend: str, r: dict[str, Any]) -> None:
         f"{'':17}floor: {k['rules']} rules, {k['links']} links; exposition {d['series']} series, "
         f"{d['bytes'] / 1e6:.2f} MB ({d['gzip'][1] / 1e6:.2f} MB gzip); poll wall "
         f"{d['poll_wall_ms']:.1f} ms; window {d['window_s']:.0f} s"
+        + (
+            f"; scrapes in the window (gzip, each of a new poll): p50 {prom['p50']:.1f} ms, "
+            f"max {prom['max']:.1f} ms"
+            if (prom := d["prometheus"])
+            else ""
+        )
         + (f"; node_exporter netdev scrape {netdev['wall_ms']:.1f} ms" if netdev else "")
         + (f"; FAILED collectors: {d['failed']}" if d["failed"] else ""),
         flush=True,
@@ -191,7 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backends", default="nft,legacy", help="comma-separated: nft, legacy")
     ap.add_argument("--interval", type=float, default=1.0, help="the daemon's poll interval (s)")
     ap.add_argument("--polls", type=int, default=60, help="polls in the CPU window")
-    ap.add_argument("--scrapes", type=int, default=50)
+    ap.add_argument("--scrapes", type=int, default=50, help="scrapes for the cached p50")
+    ap.add_argument(
+        "--scrape-every",
+        type=float,
+        default=3.0,
+        help="a gzip scrape every so many seconds during the CPU window (0: none); 3 s at "
+        "1 s polls is Prometheus' 15 s at the default 5 s polls",
+    )
     ap.add_argument("--floor-runs", type=int, default=30)
     ap.add_argument("--rate", type=int, default=200, help="new connections a second")
     ap.add_argument("--no-node-exporter", dest="node_exporter", action="store_false")
