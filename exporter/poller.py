@@ -69,17 +69,27 @@ class PollResult:
 
 @dataclass
 class Snapshot:
-    """A rendered poll: the exposition bytes, gzipped on first demand."""
+    """A rendered poll: the exposition in the parts it was rendered in, gzipped on first demand.
+
+    The parts (one or two per metric family) are served one after the other
+    and never joined: joining would copy the whole exposition (5 MB on a
+    1000-container host) and fault in fresh pages for it on every poll.
+    """
 
     poll: PollResult
-    body: bytes
+    parts: tuple[bytes, ...]
     _gzip: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def body(self) -> bytes:
+        """The whole exposition as one bytes object (a copy; the server sends the parts)."""
+        return b"".join(self.parts)
 
     def gzipped(self) -> bytes:
         with self._lock:
             if self._gzip is None:
-                self._gzip = gzip_bytes(self.body)
+                self._gzip = gzip_bytes(self.parts)
             return self._gzip
 
 
@@ -184,14 +194,17 @@ class Poller:
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
             result_poll = replace(result_poll, view=self._derive(result_poll))
-        body = self._render_body(result_poll)
-        snap = Snapshot(result_poll, body)
-        self.snapshots = (self.latest, snap)
+        snap = Snapshot(result_poll, self._render_parts(result_poll))
+        # /path needs the previous poll's data, not its exposition: a new
+        # Snapshot without the parts (a scrape may still be serving the old one)
+        latest = self.latest
+        previous = Snapshot(latest.poll, ()) if latest is not None else None
+        self.snapshots = (previous, snap)
         self.polls += 1
         self._ready.set()
         return snap
 
-    def _render_body(self, poll: PollResult) -> bytes:
+    def _render_parts(self, poll: PollResult) -> tuple[bytes, ...]:
         """The exposition of one poll.
 
         Rendering allocates tens of thousands of acyclic objects (samples,
@@ -203,7 +216,7 @@ class Poller:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._writer.render(self._render(poll))
+            return self._writer.render_parts(self._render(poll))
         finally:
             if enabled:
                 gc.enable()

@@ -57,6 +57,29 @@ def test_values_switching_between_int_and_float() -> None:
     assert w.render([fam("v", [(("%d",), 2)], typ="gauge")]).endswith(b'v{a="%d"} 2\n')
 
 
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.integers(min_value=0, max_value=2**64),
+                st.floats(allow_nan=True, allow_infinity=True),
+                st.sampled_from([1, 1.0, 2, 2.0]),
+            ),
+            min_size=4,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_cached_render_equals_a_fresh_one(polls: list[list[float | int]]) -> None:
+    """Every poll through the cache must equal a writer without one."""
+    cached = ExpositionWriter()
+    for values in polls:
+        families = [fam("x_total", [((str(i),), v) for i, v in enumerate(values)])]
+        assert cached.render(families) == ExpositionWriter().render(families)
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [

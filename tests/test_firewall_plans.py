@@ -13,7 +13,9 @@ def poll(
     cache: ChainCache, plan: ChainPlan, counters: list[tuple[int | None, int | None]]
 ) -> tuple[Chain, int]:
     cache.begin()
-    chain = cache.chain(KEY, plan, tuple(counters), counters, (5, 500))
+    packets = tuple(p for p, _ in counters)
+    nbytes = tuple(b for _, b in counters)
+    chain = cache.chain(KEY, plan, tuple(counters), (packets, nbytes), (5, 500))
     cache.end()
     return chain, cache.structure_of([Table("ipv4", BACKEND_IPTABLES_NFT, "filter", (chain,))])
 
@@ -69,3 +71,14 @@ def test_chains_not_built_in_a_poll_are_forgotten() -> None:
     again, _ = poll(cache, PLAN, [(1, 10), (2, 20)])
     assert again == first
     assert again is not first
+
+
+def test_counters_that_do_not_fit_the_plan_are_an_error() -> None:
+    cache = ChainCache()
+    cache.begin()
+    try:
+        cache.chain(KEY, PLAN, (), ((1,), (10,)), (None, None))
+    except ValueError as exc:
+        assert str(exc) == "chain FORWARD: 2 rules but 1 counters"
+    else:
+        raise AssertionError("a chain with fewer counters than rules was built")

@@ -133,7 +133,7 @@ class LegacyBackend:
                 pe = c.policy_entry
                 pc = (pks[pe], bys[pe]) if pe is not None else (None, None)
                 key = (BACKEND_IPTABLES_LEGACY, fam.name, plan.name, c.name)
-                chains.append(self._cache.chain(key, c, (cp, cb, pc), zip(cp, cb, strict=True), pc))
+                chains.append(self._cache.chain(key, c, (cp, cb, pc), (cp, cb), pc))
             out.append(Table(fam.name, BACKEND_IPTABLES_LEGACY, plan.name, tuple(chains)))
         return out
 
@@ -192,11 +192,12 @@ class LegacyBackend:
                     policy_entry=xc.policy_entry,
                 )
                 chain_plans.append(plan)
-                counters = [(r.packets, r.bytes) for r in c.rules]
+                pks = tuple([r.packets for r in c.rules])
+                bys = tuple([r.bytes for r in c.rules])
                 pc = (c.policy_packets, c.policy_bytes)
                 key = (BACKEND_IPTABLES_LEGACY, fam.name, name, c.name)
-                snapshot = ("text", tuple(counters), pc)
-                chains.append(self._cache.chain(key, plan, snapshot, counters, pc))
+                snapshot = ("text", pks, bys, pc)
+                chains.append(self._cache.chain(key, plan, snapshot, (pks, bys), pc))
             plans.append(_LegacyTablePlan(name, XtCounterLayout(fam, xt, blob), chain_plans))
             if chains:
                 out.append(Table(fam.name, BACKEND_IPTABLES_LEGACY, name, tuple(chains)))

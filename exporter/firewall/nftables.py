@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from exporter.firewall.commands import CommandError, Runner, os_error_message
 from exporter.firewall.nft_structure import (
     NftState,
-    NftTablePlan,
     StructureReads,
     read_structure,
 )
@@ -26,14 +25,13 @@ from exporter.firewall.plans import (
     RETRY_AFTER,
     STRUCTURE_ATTEMPTS,
     ChainCache,
-    ChainPlan,
     Restructure,
     Unsettled,
 )
 from exporter.firewall.selection import Select
 from exporter.model import BACKEND_IPTABLES_NFT, Chain, Table
 from exporter.netlink import xtables
-from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
+from exporter.netlink.netfilter import NftChainInfo, NftReader
 
 
 def policy_counters(backend: str, info: NftChainInfo) -> tuple[int | None, int | None]:
@@ -128,37 +126,27 @@ class NftBackend:
         out: list[Table] = []
         for plan in state.plans:
             chains: list[Chain] = []
+            per_chain: list[tuple[Sequence[int | None], Sequence[int | None]]] = []
             if plan.whole:
-                rules = self._reader.rules(plan.family, plan.name)
-                if len(rules) != len(plan.flat_handles) or (
-                    tuple([r[2] for r in rules]) != plan.flat_handles
-                ):
+                cols = self._reader.counters(plan.family, plan.name)
+                if cols.handles != plan.flat_handles:
                     raise Restructure()
-                per_chain = [rules[c.span[0] : c.span[1]] for c in plan.chains]
-            else:
-                per_chain = []
                 for c in plan.chains:
-                    rules = self._reader.rules(plan.family, plan.name, c.name)
-                    if tuple([r[2] for r in rules]) != c.handles:
+                    a, b = c.span
+                    per_chain.append((cols.packets[a:b], cols.bytes[a:b]))
+            else:
+                for c in plan.chains:
+                    cols = self._reader.counters(plan.family, plan.name, c.name)
+                    if cols.handles != c.handles:
                         raise Restructure()
-                    per_chain.append(rules)
-            for c, rules in zip(plan.chains, per_chain, strict=True):
+                    per_chain.append((cols.packets, cols.bytes))
+            for c, (pks, bys) in zip(plan.chains, per_chain, strict=True):
                 info = pol.get((plan.family, plan.name, c.name)) if c.builtin else None
                 pc = policy_counters(plan.backend, info) if info is not None else (None, None)
-                chains.append(self._chain(plan, c, rules, pc))
+                key = (plan.backend, plan.label, plan.name, c.name)
+                chains.append(self._cache.chain(key, c, (pks, bys, pc), (pks, bys), pc))
             out.append(Table(plan.label, plan.backend, plan.name, tuple(chains)))
         return out
-
-    def _chain(
-        self,
-        plan: NftTablePlan,
-        c: ChainPlan,
-        rules: Sequence[RuleCounter],
-        policy_counters: tuple[int | None, int | None],
-    ) -> Chain:
-        key = (plan.backend, plan.label, plan.name, c.name)
-        snapshot = (rules, policy_counters)
-        return self._cache.chain(key, c, snapshot, ((r[3], r[4]) for r in rules), policy_counters)
 
     def _structure(self) -> tuple[list[Table], NftState]:
         """Read tables, chains, rule text and handles inside one unchanged generation."""

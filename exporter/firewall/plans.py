@@ -12,8 +12,10 @@ that changes exactly when the structure does.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import ne, or_
 
 from exporter.model import Chain, Rule, Table
 
@@ -42,8 +44,11 @@ class ChainPlan:
     span: tuple[int, int] = (0, 0)  # nf_tables whole-table dump: its rules' slice
 
 
-# (plan, raw counters snapshot, the Chain built from them, indexes of its rules without counters)
-_CachedChain = tuple[ChainPlan, object, Chain, tuple[int, ...]]
+# (plan, raw counters snapshot, the Chain built from them, indexes of its rules without
+# counters, its packets and bytes columns)
+_CachedChain = tuple[
+    ChainPlan, object, Chain, tuple[int, ...], Sequence[int | None], Sequence[int | None]
+]
 _STRUCTURE_TOKENS = itertools.count(1)  # FirewallData.structure, unique in the process
 
 
@@ -72,32 +77,34 @@ class ChainCache:
         key: tuple[str, ...],
         plan: ChainPlan,
         snapshot: object,
-        counters: Iterable[tuple[int | None, int | None]],
+        counters: tuple[Sequence[int | None], Sequence[int | None]],
         policy_counters: tuple[int | None, int | None],
     ) -> Chain:
-        """The model Chain; the previous poll's object when nothing changed.
+        """The model Chain from its rules' counters (packets and bytes columns); the previous
+        poll's object when nothing changed.
 
         ``snapshot`` holds the raw counters; the chain is reused only under the
         same plan (the same text), so a changed rule never keeps an old text.
+        Under the same rule texts only the rules whose counters moved are new
+        objects: finding them is a C-level compare of the columns.
         """
         prev = self._cache.get(key)
         if prev is not None and prev[0] is plan and prev[1] == snapshot:
             self._new[key] = prev
             return prev[2]
-        old_rules = prev[2].rules if prev is not None else ()
-        rules: list[Rule] = []
-        uncounted = False
-        for i, (text, (pk, by)) in enumerate(zip(plan.texts, counters, strict=True)):
-            if pk is None or by is None:
-                uncounted = True
-            if i < len(old_rules):
-                old = old_rules[i]
-                if old.packets == pk and old.bytes == by and old.text == text:
-                    rules.append(old)
-                    continue
-            rules.append(Rule(text, pk, by))
+        texts = plan.texts
+        packets, nbytes = counters
+        if len(packets) != len(texts) or len(nbytes) != len(texts):
+            raise ValueError(f"chain {plan.name}: {len(texts)} rules but {len(packets)} counters")
+        if prev is not None and prev[0].texts == texts:
+            rules = list(prev[2].rules)
+            moved = map(or_, map(ne, packets, prev[4]), map(ne, nbytes, prev[5]))
+            for i in compress(range(len(texts)), moved):
+                rules[i] = Rule(texts[i], packets[i], nbytes[i])
+        else:
+            rules = list(map(Rule, texts, packets, nbytes))
         none_at: tuple[int, ...] = ()
-        if uncounted:
+        if None in packets or None in nbytes:
             none_at = tuple(i for i, r in enumerate(rules) if r.packets is None or r.bytes is None)
         chain = Chain(
             name=plan.name,
@@ -106,8 +113,9 @@ class ChainCache:
             policy_packets=policy_counters[0],
             policy_bytes=policy_counters[1],
             hook=plan.hook,
+            counters=counters,
         )
-        self._new[key] = (plan, snapshot, chain, none_at)
+        self._new[key] = (plan, snapshot, chain, none_at, packets, nbytes)
         return chain
 
     def structure_of(self, tables: list[Table]) -> int:

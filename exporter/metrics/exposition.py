@@ -115,6 +115,11 @@ class ExpositionWriter:
         self._families: dict[str, _FamilyCache] = {}
 
     def render(self, families: Iterable[MetricFamily]) -> bytes:
+        """The exposition as one bytes object."""
+        return b"".join(self.render_parts(families))
+
+    def render_parts(self, families: Iterable[MetricFamily]) -> tuple[bytes, ...]:
+        """The exposition in parts (each family's header, then its series), to be sent in order."""
         old = self._families
         new: dict[str, _FamilyCache] = {}
         out: list[bytes] = []
@@ -143,7 +148,7 @@ class ExpositionWriter:
                 pairs = zip(cache.series_prefixes(), values, strict=True)
                 write(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
         self._families = new
-        return b"".join(out)
+        return tuple(out)
 
 
 def _build(
@@ -163,7 +168,11 @@ def _build(
     return _FamilyCache(fam, labels, prefixes=prefixes)
 
 
-def gzip_bytes(body: bytes) -> bytes:
-    """gzip at level 1: 0.6-0.75 µs a series here, against 3-5 µs at the default level 9."""
+def gzip_bytes(body: bytes | Iterable[bytes]) -> bytes:
+    """gzip (of the parts in order) at level 1: 0.6-0.75 µs a series here, against 3-5 µs at
+    the default level 9."""
     comp = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return comp.compress(body) + comp.flush()
+    parts = [body] if isinstance(body, bytes) else body
+    out = [comp.compress(p) for p in parts]
+    out.append(comp.flush())
+    return b"".join(out)

@@ -7,6 +7,7 @@ poll sums the counters afresh.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -93,15 +94,14 @@ def render_firewall(fw: FirewallData) -> list[MetricFamily]:
     pol_by: list[tuple[tuple[str, ...], int]] = []
     chains = [c for t in fw.tables for c in t.chains]
     for c, cr in zip(chains, plan.chains, strict=True):
-        rules = c.rules
+        cpk, cby = c.counter_columns()
         if cr.groups is None:  # no rule without counters (see _firewall_plan)
-            pk += cast(list[int], [r.packets for r in rules])
-            by += cast(list[int], [r.bytes for r in rules])
+            pk += cast(Sequence[int], cpk)
+            by += cast(Sequence[int], cby)
         else:
             for g in cr.groups:
-                group = [rules[i] for i in g]
-                pk.append(sum(cast(list[int], [r.packets for r in group])))
-                by.append(sum(cast(list[int], [r.bytes for r in group])))
+                pk.append(sum(cast(list[int], [cpk[i] for i in g])))
+                by.append(sum(cast(list[int], [cby[i] for i in g])))
         if (
             cr.policy_labels is not None
             and c.policy_packets is not None

@@ -125,11 +125,12 @@ def _counters(fw: FirewallData, plan: _Plan) -> tuple[list[int | None], list[int
     pk: list[int | None] = []
     by: list[int | None] = []
     for ti, ci, count, need_bytes in plan.chains:
-        rules = tables[ti].chains[ci].rules
-        if len(rules) != count:
+        chain = tables[ti].chains[ci]
+        if len(chain.rules) != count:
             return None
-        pk += [r.packets for r in rules]
-        by += [r.bytes for r in rules] if need_bytes else [None] * count
+        cpk, cby = chain.counter_columns()
+        pk += cpk
+        by += cby if need_bytes else [None] * count
     return pk, by
 
 

@@ -7,8 +7,8 @@ turn them into metric families. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 # --------------------------------------------------------------------------
 # Metric families: what renderers produce and the exposition writer prints.
@@ -105,6 +105,17 @@ class Chain:
     policy_packets: int | None = None
     policy_bytes: int | None = None
     hook: str | None = None  # nftables base chains: "forward", "prerouting", ...
+    # The rules' (packets, bytes) as the reader had them, in columns: renderers
+    # take these instead of walking the rules. Not part of equality.
+    counters: tuple[Sequence[int | None], Sequence[int | None]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def counter_columns(self) -> tuple[Sequence[int | None], Sequence[int | None]]:
+        """The rules' packets and bytes, as columns."""
+        if self.counters is not None:
+            return self.counters
+        return [r.packets for r in self.rules], [r.bytes for r in self.rules]
 
 
 @dataclass(frozen=True, slots=True)

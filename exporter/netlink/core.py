@@ -253,13 +253,19 @@ def open_socket(
 
 
 def receive(sock: socket.socket, consume: Callable[[bytes], bool]) -> None:
-    """Hand each received datagram (as bytes) to ``consume`` until it says the answer is whole."""
-    recv = sock.recv
+    """Hand each received datagram (as bytes) to ``consume`` until it says the answer is whole.
+
+    Received into one buffer and copied out at its size: ``recv(RECV_SIZE)``
+    would allocate (and fault in) a fresh 64 KiB for every datagram of a dump.
+    """
+    buf = bytearray(RECV_SIZE)
+    view = memoryview(buf)
+    recv_into = sock.recv_into
     while True:
-        data = recv(RECV_SIZE)
-        if not data:
+        n = recv_into(buf)
+        if n == 0:
             raise NetlinkError(errno.EIO, "netlink socket closed")
-        if consume(data):
+        if consume(view[:n].tobytes()):
             return
 
 

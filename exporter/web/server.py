@@ -91,6 +91,9 @@ def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
     return thread
 
 
+WRITE_CHUNK = 1 << 16  # parts below this size are joined before they are sent
+
+
 class Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     server_version = f"netpath-exporter/{__version__}"
@@ -103,19 +106,43 @@ class Handler(BaseHTTPRequestHandler):
         log.debug(format % args, extra={"client": self.client_address[0]})
 
     def _send(
-        self, status: HTTPStatus, body: bytes, ctype: str, extra: dict[str, str] | None = None
+        self,
+        status: HTTPStatus,
+        body: bytes | tuple[bytes, ...],
+        ctype: str,
+        extra: dict[str, str] | None = None,
     ) -> None:
+        """Answer with ``body``: bytes, or parts sent one after the other."""
+        parts = (body,) if isinstance(body, bytes) else body
         self.send_response(status)
         if self.server.security is not None:
             for k, v in self.server.security.headers():
                 self.send_header(k, v)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(map(len, parts))))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._write(parts)
+
+    def _write(self, parts: tuple[bytes, ...]) -> None:
+        """Send the parts in order: big ones as they are, runs of small ones joined."""
+        small: list[bytes] = []
+        size = 0
+        for part in parts:
+            if len(part) < WRITE_CHUNK:
+                small.append(part)
+                size += len(part)
+                if size < WRITE_CHUNK:
+                    continue
+            if small:
+                self.wfile.write(b"".join(small))
+                small, size = [], 0
+            if len(part) >= WRITE_CHUNK:
+                self.wfile.write(part)
+        if small:
+            self.wfile.write(b"".join(small))
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -173,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
                 {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
             )
         else:
-            self._send(HTTPStatus.OK, snap.body, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
+            self._send(HTTPStatus.OK, snap.parts, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
 
     def _not_allowed(self) -> None:
         if not self._admitted():

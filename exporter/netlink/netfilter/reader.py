@@ -20,6 +20,7 @@ from exporter.netlink.netfilter.chains import (
     parse_chain_message,
     parse_chain_messages,
 )
+from exporter.netlink.netfilter.layout import DumpLayout, RuleColumns
 from exporter.netlink.netfilter.messages import (
     NETLINK_NETFILTER,
     NFPROTO_UNSPEC,
@@ -50,9 +51,13 @@ class NftReader:
     def __init__(self) -> None:
         self._nl = core.NetlinkSocket(NETLINK_NETFILTER, rcvbuf=RCVBUF)
         self._names: dict[bytes, str] = {}
+        self._layouts: dict[tuple[int, str, str | None], DumpLayout] = {}
+        self._buf = bytearray(core.RECV_SIZE)
+        self.layout_reads = 0  # GETRULE dumps read with a learnt layout (for tests and benches)
 
     def close(self) -> None:
         self._nl.close()
+        self._layouts.clear()
 
     def generation(self) -> int:
         """The ruleset generation id (NFT_MSG_GETGEN); changes with every commit."""
@@ -145,6 +150,52 @@ class NftReader:
             return out
 
         return self._nl.exchange("NFT_MSG_GETRULE", run, RETRIES)
+
+    def counters(self, family: int, table: str, chain: str | None = None) -> RuleColumns:
+        """A GETRULE dump's handles and counters, in columns.
+
+        A dump that fits the layout of the previous one of the same
+        (family, table, chain) is read with that layout (:mod:`.layout`);
+        any other is parsed in full and gives the next layout.
+        """
+        key = (family, table, chain)
+        # Only whole tables learn a layout: per-chain reads are of big tables
+        # with many small chains, where layouts would cost more memory than
+        # their parse costs time.
+        learn = chain is None
+        layout = self._layouts.pop(key, None)
+        if layout is not None:
+
+            def fast(sock: socket.socket, seq: int) -> RuleColumns | None:
+                sock.send(build_getrule_dump(seq, family, table, chain))
+                return layout.receive(sock, seq, self._buf)
+
+            columns = self._nl.exchange("NFT_MSG_GETRULE", fast, RETRIES)
+            if columns is not None:
+                self._layouts[key] = layout
+                self.layout_reads += 1
+                return columns
+
+        def slow(sock: socket.socket, seq: int) -> RuleColumns:
+            sock.send(build_getrule_dump(seq, family, table, chain))
+            out: list[RuleCounter] = []
+            datagrams: list[bytes] = []
+            spots: list[list[tuple[int, int, int]]] = []
+
+            def take(data: bytes) -> bool:
+                datagrams.append(data)
+                spots.append([])
+                return parse_rule_messages(data, out, seq, self._names, spots[-1])
+
+            core.receive(sock, take)
+            learnt = DumpLayout.of(datagrams, spots, seq) if learn else None
+            if learnt is not None:
+                self._layouts[key] = learnt
+            return RuleColumns(
+                tuple([r[2] for r in out]), tuple([r[3] for r in out]), tuple([r[4] for r in out])
+            )
+
+        return self._nl.exchange("NFT_MSG_GETRULE", slow, RETRIES)
 
     def has_rules(self, family: int, table: str) -> bool:
         """Whether ``table`` holds any rule: reads only the first datagram of its dump.

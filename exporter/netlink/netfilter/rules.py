@@ -110,12 +110,16 @@ def parse_rule_messages(
     out: list[RuleCounter],
     seq: int | None = None,
     names: dict[bytes, str] | None = None,
+    spots: list[tuple[int, int, int]] | None = None,
 ) -> bool:
     """Append (table, chain, handle, packets, bytes) per NEWRULE message to ``out``.
 
     Returns True once NLMSG_DONE was seen. ``names`` caches decoded table and
-    chain names across calls. Raises ``InterruptedError`` on NLM_F_DUMP_INTR
-    and :class:`NetlinkError` on an NLMSG_ERROR.
+    chain names across calls. ``spots``, when given, gets per NEWRULE message
+    the offsets of the message, its handle and its counter expression (-1
+    where the counter is not in the kernel's plain encoding): what a
+    :class:`DumpLayout` is built from. Raises ``InterruptedError`` on
+    NLM_F_DUMP_INTR and :class:`NetlinkError` on an NLMSG_ERROR.
     """
     if names is None:
         names = {}
@@ -151,11 +155,12 @@ def parse_rule_messages(
                 # same table and chain attributes as the previous rule: handle follows
                 table, chain = ptable, pchain
                 a += len(prefix)
+                hpos = a
                 handle = unpack_be64(data, a)[0]
                 a += 8
             else:
                 table = chain = ""
-                handle = -1
+                handle = hpos = -1
                 seen = 0
                 while a + 4 <= end:
                     alen, atype = unpack_attr(data, a)
@@ -175,7 +180,8 @@ def parse_rule_messages(
                             seen |= 2 if seen == 1 else 4
                     elif atype == NFTA_RULE_HANDLE:
                         if alen >= 12:
-                            handle = unpack_be64(data, a + 4)[0]
+                            hpos = a + 4
+                            handle = unpack_be64(data, hpos)[0]
                             if seen == 3 and alen == 12:
                                 prefix = data[off + 20 : a + 4]
                                 ptable, pchain = table, chain
@@ -188,7 +194,11 @@ def parse_rule_messages(
             if i >= 0 and startswith(pk_header, i + 28) and i + 36 <= end:
                 nbytes, packets = unpack_ctr(data, i + 20)
                 append((table, chain, handle, packets, nbytes))
+                if spots is not None:
+                    spots.append((off, hpos, i))
             else:
+                if spots is not None:
+                    spots.append((off, hpos, -1))
                 ctr = find_rule_counter(data, off + 20, end)
                 if ctr is None:
                     append((table, chain, handle, None, None))
