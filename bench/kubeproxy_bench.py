@@ -41,7 +41,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import floor  # noqa: E402
-from bench.exporter_bench import CLK_TCK, PY, SCRAPE, cpu_ticks, free_port, memory_kb  # noqa: E402
+from bench.exporter_bench import (  # noqa: E402
+    CLK_TCK,
+    PROMETHEUS,
+    PY,
+    SCRAPE,
+    cpu_ticks,
+    free_port,
+    memory_kb,
+)
 from bench.hostlab import sh  # noqa: E402
 from tests import kubeproxylab as kp  # noqa: E402
 from tests import lab  # noqa: E402
@@ -121,8 +129,11 @@ def build_pods(node: lab.Netns, names: list[str]) -> list[lab.Netns]:
     return pods
 
 
-def measure_daemon(node: lab.Netns, polls: int, interval: float, scrapes: int) -> dict[str, Any]:
-    """The daemon's start, its CPU per poll over ``polls`` intervals, a scrape's breakdown,
+def measure_daemon(
+    node: lab.Netns, polls: int, interval: float, scrapes: int, scrape_every: float
+) -> dict[str, Any]:
+    """The daemon's start, its CPU per poll over ``polls`` intervals (with a Prometheus-like
+    gzip scrape every ``scrape_every`` seconds in the window, 0: none), a scrape's breakdown,
     scrape times and memory (bench/exporter_bench.py's measure, plus the breakdown)."""
     port = free_port()
     t0 = time.monotonic()
@@ -144,11 +155,23 @@ def measure_daemon(node: lab.Netns, polls: int, interval: float, scrapes: int) -
         u, s = cpu_ticks(daemon.pid)  # nsenter execs the exporter: same pid
         first = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
         time.sleep(3 * interval)  # warm-up: the text reads and meaning derived, caches
+        prometheus = None
+        if scrape_every:
+            count = max(1, int(polls * interval / scrape_every))
+            prometheus = subprocess.Popen(
+                in_node(node, PY, "-c", PROMETHEUS, str(port), str(scrape_every), str(count)),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         u0, s0 = cpu_ticks(daemon.pid)
         w0 = time.monotonic()
         time.sleep(polls * interval)  # the measuring window: whole intervals
         u1, s1 = cpu_ticks(daemon.pid)
         window = time.monotonic() - w0
+        prom: dict[str, Any] = {}
+        if prometheus is not None:
+            out, _ = prometheus.communicate(timeout=300)
+            prom = json.loads(out)
         rss, _ = memory_kb(daemon.pid)
         steady = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
         served = json.loads(
@@ -170,6 +193,7 @@ def measure_daemon(node: lab.Netns, polls: int, interval: float, scrapes: int) -
         "rss_mb": rss / 1024,
         "peak_mb": peak / 1024,
         "breakdown": steady,
+        "prometheus": prom,
         **served,
     }
 
@@ -180,6 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--interval", type=float, default=15.0, help="the daemon's poll interval (s)")
     ap.add_argument("--polls", type=int, default=8, help="polls in the CPU window")
     ap.add_argument("--scrapes", type=int, default=20)
+    ap.add_argument(
+        "--scrape-every",
+        type=float,
+        default=15.0,
+        help="a gzip scrape every so many seconds during the CPU window (0: none; "
+        "Prometheus' default is 15 s)",
+    )
     ap.add_argument("--floor-runs", type=int, default=10)
     ap.add_argument("--save-runs", type=int, default=3)
     ap.add_argument("--rate", type=int, default=50, help="client connections a second")
@@ -223,11 +254,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"{len(svcs)} Services, {endpoints} endpoints, loaded in {loaded:.1f} s (lab "
                 f"built in {time.monotonic() - t0:.0f} s); traffic: {args.rate} connections/s "
                 f"from pod 0 to {len(busy)} ClusterIPs. Daemon: default collectors, poll every "
-                f"{args.interval:g} s, CPU over {args.polls} polls; floor: median of "
+                f"{args.interval:g} s, CPU over {args.polls} polls with a gzip scrape every "
+                f"{args.scrape_every:g} s; floor: median of "
                 f"{args.floor_runs} reads",
                 flush=True,
             )
-            d = measure_daemon(node, args.polls, args.interval, args.scrapes)
+            d = measure_daemon(node, args.polls, args.interval, args.scrapes, args.scrape_every)
             k = floor.kernel_floor(node.name, "iptables-nft", args.floor_runs)
             save = floor.iptables_save(node.name, "iptables-nft", args.save_runs)
             if client.poll() is not None:
@@ -262,7 +294,14 @@ def main(argv: list[str] | None = None) -> None:
         f"series {b['series']} (Service families {b['service_series']}, raw rule series "
         f"{b['raw_rule_series']}); exposition {d['bytes'] / 1e6:.2f} MB "
         f"({d['gzip'][1] / 1e6:.2f} MB gzip); scrape p50 {d['plain'][0]:.2f} ms, gzip "
-        f"{d['gzip'][0]:.2f} ms; RSS {d['rss_mb']:.1f} MB, peak {d['peak_mb']:.1f} MB"
+        f"{d['gzip'][0]:.2f} ms"
+        + (
+            f" (in the window, gzip, each of a new poll: p50 {prom['p50']:.1f} ms, max "
+            f"{prom['max']:.1f} ms)"
+            if (prom := d["prometheus"])
+            else ""
+        )
+        + f"; RSS {d['rss_mb']:.1f} MB, peak {d['peak_mb']:.1f} MB"
     )
 
 
