@@ -8,6 +8,11 @@
  *
  *   --rules nft     an NFT_MSG_GETRULE dump of every table (NFPROTO_UNSPEC), read to
  *                   NLMSG_DONE; each rule's `counter` expression gives packets/bytes
+ *   --rules nft-chains  the same counters read as a reader of big tables must: an
+ *                   NFT_MSG_GETCHAIN dump, then one NFT_MSG_GETRULE dump per chain (table
+ *                   and chain named in the request). The kernel resumes a dump by walking
+ *                   the table from its start for every datagram, so one dump of a table of
+ *                   ~100k rules (kube-proxy's nat) costs seconds; per chain it does not
  *   --rules legacy  IPT_SO_GET_INFO + IPT_SO_GET_ENTRIES (and IP6T_*) for filter, nat,
  *                   mangle and raw, each only when /proc/net/ip{,6}_tables_names lists it:
  *                   asking for an absent table would load and create it
@@ -88,8 +93,10 @@ static void nl_dump(int fd, uint16_t type, const void *body, size_t len, const c
 {
 	struct {
 		struct nlmsghdr nh;
-		char body[32];
+		char body[1024];
 	} req = {0};
+	if (len > sizeof(req.body))
+		fail("netlink request body too long");
 	req.nh.nlmsg_len = NLMSG_LENGTH(len);
 	req.nh.nlmsg_type = type;
 	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -173,6 +180,79 @@ static void read_nft(int fd, struct totals *t)
 	struct nfgenmsg g = {.nfgen_family = NFPROTO_UNSPEC, .version = NFNETLINK_V0};
 	nl_dump(fd, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, &g, sizeof(g),
 		"NFT_MSG_GETRULE dump", nft_rule, t);
+}
+
+/* The chains of every table, listed by read_nft_chains for a dump each. */
+struct chain_ref {
+	uint8_t family;
+	char table[NFT_TABLE_MAXNAMELEN], chain[NFT_CHAIN_MAXNAMELEN];
+};
+static struct chain_ref *chains;
+static size_t nchains, chains_cap;
+
+static void copy_name(char *to, size_t size, const struct nlattr *nla)
+{
+	size_t n = nla->nla_len - NLA_HDRLEN;
+	if (n == 0 || n > size)
+		fail("nf_tables name attribute of an unexpected length");
+	memcpy(to, NLA_DATA_(nla), n);
+	to[n - 1] = '\0';
+}
+
+/* One NFT_MSG_NEWCHAIN: remember its family, table and name. */
+static void nft_chain(const struct nlmsghdr *nh, struct totals *t)
+{
+	(void)t;
+	if (nh->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN))
+		return;
+	if (nchains == chains_cap) {
+		chains_cap = chains_cap ? 2 * chains_cap : 1024;
+		chains = realloc(chains, chains_cap * sizeof(*chains));
+		if (!chains)
+			fail("out of memory");
+	}
+	const struct nfgenmsg *g = NLMSG_DATA(nh);
+	struct chain_ref *c = &chains[nchains];
+	c->family = g->nfgen_family;
+	c->table[0] = c->chain[0] = '\0';
+	char *end = (char *)nh + nh->nlmsg_len;
+	for_each_nla(attr, (char *)g + NLMSG_ALIGN(sizeof(*g)), end) {
+		if (NLA_TYPE_(attr) == NFTA_CHAIN_TABLE)
+			copy_name(c->table, sizeof(c->table), attr);
+		else if (NLA_TYPE_(attr) == NFTA_CHAIN_NAME)
+			copy_name(c->chain, sizeof(c->chain), attr);
+	}
+	if (c->table[0] && c->chain[0])
+		nchains++;
+}
+
+static size_t put_string(char *at, uint16_t type, const char *value)
+{
+	size_t n = strlen(value) + 1;
+	struct nlattr *nla = (struct nlattr *)at;
+	nla->nla_len = NLA_HDRLEN + n;
+	nla->nla_type = type;
+	memcpy(at + NLA_HDRLEN, value, n);
+	memset(at + NLA_HDRLEN + n, 0, NLA_ALIGN(nla->nla_len) - nla->nla_len);
+	return NLA_ALIGN(nla->nla_len);
+}
+
+static void read_nft_chains(int fd, struct totals *t)
+{
+	struct nfgenmsg g = {.nfgen_family = NFPROTO_UNSPEC, .version = NFNETLINK_V0};
+	nchains = 0;
+	nl_dump(fd, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, &g, sizeof(g),
+		"NFT_MSG_GETCHAIN dump", nft_chain, t);
+	char body[NLMSG_ALIGN(sizeof(g)) + 2 * NLA_ALIGN(NLA_HDRLEN + NFT_CHAIN_MAXNAMELEN)];
+	for (size_t i = 0; i < nchains; i++) {
+		g.nfgen_family = chains[i].family;
+		memcpy(body, &g, sizeof(g));
+		size_t len = NLMSG_ALIGN(sizeof(g));
+		len += put_string(body + len, NFTA_RULE_TABLE, chains[i].table);
+		len += put_string(body + len, NFTA_RULE_CHAIN, chains[i].chain);
+		nl_dump(fd, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, body, len,
+			"NFT_MSG_GETRULE dump of a chain", nft_rule, t);
+	}
 }
 
 /* One RTM_NEWSTATS: the link's 64-bit counters. */
@@ -346,7 +426,7 @@ static double median(double *v, int n)
 
 static _Noreturn void usage(void)
 {
-	fail("usage: kfloor [--rules nft|legacy] [--links] [--iterations N] (at least one read)");
+	fail("usage: kfloor [--rules nft|nft-chains|legacy] [--links] [--iterations N] (at least one read)");
 }
 
 int main(int argc, char **argv)
@@ -363,10 +443,12 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if ((rules && strcmp(rules, "nft") && strcmp(rules, "legacy")) || (!rules && !links) ||
+	int chainwise = rules && !strcmp(rules, "nft-chains");
+	if ((rules && strcmp(rules, "nft") && !chainwise && strcmp(rules, "legacy")) ||
+	    (!rules && !links) ||
 	    iterations < 1)
 		usage();
-	int nft_fd = rules && !strcmp(rules, "nft") ? nl_open(NETLINK_NETFILTER, "socket NETLINK_NETFILTER") : -1;
+	int nft_fd = rules && (!strcmp(rules, "nft") || chainwise) ? nl_open(NETLINK_NETFILTER, "socket NETLINK_NETFILTER") : -1;
 	int rt_fd = links ? nl_open(NETLINK_ROUTE, "socket NETLINK_ROUTE") : -1;
 	double *cpu = calloc(iterations, sizeof(double)), *user = calloc(iterations, sizeof(double));
 	double *sys = calloc(iterations, sizeof(double)), *wall = calloc(iterations, sizeof(double));
@@ -379,7 +461,9 @@ int main(int argc, char **argv)
 		memset(&t, 0, sizeof(t));
 		getrusage(RUSAGE_SELF, &r0);
 		clock_gettime(CLOCK_MONOTONIC, &w0);
-		if (nft_fd >= 0)
+		if (nft_fd >= 0 && chainwise)
+			read_nft_chains(nft_fd, &t);
+		else if (nft_fd >= 0)
 			read_nft(nft_fd, &t);
 		else if (rules)
 			read_legacy(&t);

@@ -16,8 +16,11 @@ move while the daemon polls. Then, as users run it:
   series of a scrape (all, the Service families, the raw rule series:
   ``KUBE-*`` chains are kept out by default); scrape p50, RSS and peak;
 - in the same run, with the same traffic: the kernel floor (bench/kfloor.c:
-  every rule counter of iptables-nft and every link's statistics) and
-  ``iptables-nft-save -c`` as an anchor;
+  every rule counter of iptables-nft and every link's statistics), the cheaper
+  of one GETRULE dump of every table and a dump per chain (``--rules
+  nft-chains``: the kernel resumes a dump by walking the table from its start
+  for every datagram, so one dump of kube-proxy's ~100k-rule nat table costs
+  seconds), and ``iptables-nft-save -c`` as an anchor;
 
 and prints the ratio of the daemon's poll CPU to the floor (issue #15: the
 ratio of the Docker host, 1.5x on iptables-nft, must hold on this node).
@@ -260,7 +263,10 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             d = measure_daemon(node, args.polls, args.interval, args.scrapes, args.scrape_every)
-            k = floor.kernel_floor(node.name, "iptables-nft", args.floor_runs)
+            whole = floor.kernel_floor(node.name, "iptables-nft", args.floor_runs)
+            chainwise = floor.kfloor(
+                node.name, "--rules", "nft-chains", "--links", "--iterations", str(args.floor_runs)
+            )
             save = floor.iptables_save(node.name, "iptables-nft", args.save_runs)
             if client.poll() is not None:
                 raise RuntimeError(f"the traffic client exited ({client.returncode})")
@@ -270,12 +276,15 @@ def main(argv: list[str] | None = None) -> None:
                 client.wait(10)
             lab.delete_namespaces(names)
     b = d["breakdown"]
+    k = min(whole, chainwise, key=lambda f: f["cpu_ms"])
     ratio = d["cpu_ms"] / k["cpu_ms"]
     print(
         f"\ndaemon CPU/poll {d['cpu_ms']:.1f} ms (user {d['user_ms']:.1f}, sys "
         f"{d['sys_ms']:.1f}; over {d['window_s']:.0f} s) vs the kernel floor "
         f"{k['cpu_ms']:.1f} ms ({k['rules']:.0f} rules, {k['links']:.0f} links; wall "
-        f"{k['wall_ms']:.1f} ms): {ratio:.2f}x (target <= {TARGET_RATIO}x: "
+        f"{k['wall_ms']:.1f} ms; the cheaper of: one dump of every table {whole['cpu_ms']:.1f} "
+        f"ms, a dump per chain {chainwise['cpu_ms']:.1f} ms): {ratio:.2f}x (target <= "
+        f"{TARGET_RATIO}x: "
         f"{'ok' if ratio <= TARGET_RATIO else 'OVER'}); iptables-nft-save -c + "
         f"ip6tables-nft-save -c {save['cpu_ms']:.0f} ms CPU per read"
     )

@@ -99,6 +99,19 @@ def test_rules_and_counter_sums_are_exactly_what_was_loaded(
         assert got[key] >= 0
 
 
+def test_nft_chain_by_chain_reads_exactly_what_the_whole_dump_reads(
+    kfloor: Path, ns: lab.Netns
+) -> None:
+    ns.exec("iptables-nft-restore", "-c", input=RULESET4)
+    ns.exec("nft", "-f", "-", input=NFT6)
+    got = floor.kfloor(ns.name, "--rules", "nft-chains", "--iterations", "2")
+    assert (got["rules"], got["packets"], got["bytes"]) == (
+        len(LOADED),
+        sum(p for p, _, _ in LOADED),
+        sum(b for _, b, _ in LOADED),
+    )
+
+
 def test_legacy_reads_only_tables_that_exist_and_creates_none(kfloor: Path, ns: lab.Netns) -> None:
     ns.exec("ip6tables-legacy-restore", "-c", input=RULESET6)
     got = floor.kernel_floor(ns.name, "iptables-legacy", iterations=2)
