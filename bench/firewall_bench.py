@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import lab  # noqa: E402  (tests/lab.py)
 
+from bench.hostlab import BRIDGES, build_ruleset  # noqa: E402
 from exporter.config import FirewallConfig  # noqa: E402
 from exporter.firewall.collector import FirewallCollector  # noqa: E402
 from exporter.metrics.firewall import render_firewall  # noqa: E402
@@ -40,23 +41,6 @@ FLOORS = {
     "iptables-nft": {"kernel": 42.0, "python_raw": 66.0, "save_parse": 85.0, "target_cpu": 75.0},
     "iptables-legacy": {"kernel": 3.9, "python_raw": 8.4, "save_parse": 21.0, "target_cpu": 15.0},
 }
-BRIDGES = 10
-
-
-def build_ruleset(rules: int) -> tuple[str, int]:
-    """Classic Docker iptables-restore text with about ``rules`` rules; returns (text, rules)."""
-    per_bridge, fixed = 8, 6
-    containers = max(0, (rules - per_bridge * BRIDGES - fixed) // 3)
-    networks = [(f"br-bench{b:06d}", f"10.{100 + b}.0.0/16") for b in range(BRIDGES)]
-    ports = []
-    for i in range(containers):
-        b = i % BRIDGES
-        n = i // BRIDGES
-        ip = f"10.{100 + b}.{n // 250}.{n % 250 + 2}"
-        ports.append((networks[b][0], ip, 10000 + i, 80))
-    text = lab.docker_iptables_ruleset("classic", networks, ports)
-    count = sum(1 for line in text.splitlines() if line.startswith("-A "))
-    return text, count
 
 
 def _ms(values: list[float]) -> float:

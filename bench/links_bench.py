@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import lab  # noqa: E402  (tests/lab.py)
+
+from bench.hostlab import sh  # noqa: E402
 
 FLOORS = {
     "stats_kernel": 0.29,
@@ -91,15 +92,6 @@ rss["pyroute2_topology"] = rss_mb()
 out["rss"] = rss
 print(json.dumps(out))
 """
-
-
-def sh(cmd: list[str], *, input: str | None = None) -> str:
-    proc = subprocess.run(
-        cmd, check=False, input=input, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[:2000]}")
-    return proc.stdout
 
 
 def build(host: str, peers: list[str], veths: int, bridges: int) -> None:

@@ -137,7 +137,11 @@ def test_counters_of_a_real_ruleset_through_changes() -> None:
     lab.need_root()
     with lab.netns("nlay") as ns:
         rules = "".join(f"-A INPUT -p udp --dport {9000 + i} -j ACCEPT\n" for i in range(400))
-        ns.exec("iptables-nft-restore", input=f"*filter\n:INPUT ACCEPT [0:0]\n{rules}COMMIT\n")
+        small = "".join(f"-A OUTPUT -p udp --dport {9500 + i} -j ACCEPT\n" for i in range(3))
+        ns.exec(
+            "iptables-nft-restore",
+            input=f"*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rules}{small}COMMIT\n",
+        )
         code = r"""
 import json, socket, subprocess, sys
 from exporter.netlink import netfilter as nl
@@ -145,7 +149,7 @@ r = nl.NftReader()
 def read():
     c = r.counters(nl.NFPROTO_IPV4, "filter")
     return {"handles": len(c.handles), "packets": sum(c.packets), "bytes": sum(c.bytes),
-            "first": c.packets[0], "last": c.packets[-1], "layout_reads": r.layout_reads}
+            "first": c.packets[0], "last": c.packets[-4], "layout_reads": r.layout_reads}
 def send(port, n):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(n):
@@ -160,11 +164,20 @@ subprocess.run(["iptables-nft", "-I", "INPUT", "-p", "tcp", "-j", "ACCEPT"], che
 out.append(read())
 send(9000, 2)
 out.append(read())
+# one chain at a time: a big chain learns a layout, a small one is parsed each time
+chains = []
+for _ in range(3):
+    before = r.layout_reads
+    big = r.counters(nl.NFPROTO_IPV4, "filter", "INPUT")
+    mid = r.layout_reads
+    small = r.counters(nl.NFPROTO_IPV4, "filter", "OUTPUT")
+    chains.append([len(big.handles), mid - before, len(small.handles), r.layout_reads - mid])
+out.append(chains)
 print(json.dumps(out))
 """
-        got = json.loads(ns.exec(sys.executable, "-c", code))
+        *got, chains = json.loads(ns.exec(sys.executable, "-c", code))
     # a UDP datagram of 10 bytes is 38 bytes at the filter hook
-    assert [g["handles"] for g in got] == [400, 400, 400, 401, 401]
+    assert [g["handles"] for g in got] == [403, 403, 403, 404, 404]
     assert [g["packets"] for g in got] == [0, 8, 9, 9, 11]
     assert [g["bytes"] for g in got] == [0, 8 * 38, 9 * 38, 9 * 38, 11 * 38]
     assert [(g["first"], g["last"]) for g in got] == [(0, 0), (3, 5), (3, 6), (0, 6), (0, 6)]
@@ -173,3 +186,6 @@ print(json.dumps(out))
     # the third uses. The changed ruleset does not fit (a full parse learns
     # its layout), the read after it uses that.
     assert [g["layout_reads"] for g in got] == [0, 0, 1, 1, 2]
+    # INPUT (401 rules) is read with its layout from its second read on; OUTPUT
+    # (3 rules, under LAYOUT_MIN_RULES) never
+    assert chains == [[401, 0, 3, 0], [401, 1, 3, 0], [401, 1, 3, 0]]

@@ -37,6 +37,7 @@ from exporter.netlink.netfilter.ruleset import NftTableInfo, parse_gen_message, 
 _T = TypeVar("_T")
 
 RCVBUF = 1 << 21
+LAYOUT_MIN_RULES = 64  # a one-chain dump with fewer rules is parsed in full every time
 RETRIES = 4  # after the first attempt, on an interrupted dump or lost replies (ENOBUFS)
 
 
@@ -159,10 +160,6 @@ class NftReader:
         any other is parsed in full and gives the next layout.
         """
         key = (family, table, chain)
-        # Only whole tables learn a layout: per-chain reads are of big tables
-        # with many small chains, where layouts would cost more memory than
-        # their parse costs time.
-        learn = chain is None
         layout = self._layouts.pop(key, None)
         if layout is not None:
 
@@ -188,6 +185,9 @@ class NftReader:
                 return parse_rule_messages(data, out, seq, self._names, spots[-1])
 
             core.receive(sock, take)
+            # Small chains (kube-proxy has tens of thousands) cost more memory as
+            # layouts than their parse costs time.
+            learn = chain is None or len(out) >= LAYOUT_MIN_RULES
             learnt = DumpLayout.of(datagrams, spots, seq) if learn else None
             if learnt is not None:
                 self._layouts[key] = learnt
