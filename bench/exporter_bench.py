@@ -224,7 +224,10 @@ def report(backend: str, r: dict[str, Any]) -> None:
         flush=True,
     )
     print(
-        f"{'':17}floor: {k['rules']} rules, {k['links']} links; exposition {d['series']} series, "
+        f"{'':17}floor ({k['read']}"
+        + (f"; one dump: {k['whole_cpu_ms']:.1f} ms" if "whole_cpu_ms" in k else "")
+        + (f"; a dump per chain: {k['chains_cpu_ms']:.1f} ms" if "chains_cpu_ms" in k else "")
+        + f"): {k['rules']} rules, {k['links']} links; exposition {d['series']} series, "
         f"{d['bytes'] / 1e6:.2f} MB ({d['gzip'][1] / 1e6:.2f} MB gzip); poll wall "
         f"{d['poll_wall_ms']:.1f} ms; window {d['window_s']:.0f} s"
         + (
