@@ -160,6 +160,8 @@ class NftReader:
         any other is parsed in full and gives the next layout.
         """
         key = (family, table, chain)
+        if len(self._names) > 100_000:  # chain names come and go (kube-proxy's hashed ones)
+            self._names.clear()
         layout = self._layouts.pop(key, None)
         if layout is not None:
 
