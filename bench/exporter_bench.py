@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,30 +123,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(host: HostLab, port: int, runs: int) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(
-        sh(host.in_host(PY, "-c", SCRAPE, str(port), str(runs)), timeout=600)
-    )
+# A command run inside the lab's network namespace: HostLab.in_host, or the like.
+InNs = Callable[..., list[str]]
+
+
+def scrape(in_ns: InNs, port: int, runs: int) -> dict[str, Any]:
+    """Waits for the daemon's first poll; then ``runs`` plain and gzip scrapes and the figures."""
+    out: dict[str, Any] = json.loads(sh(in_ns(PY, "-c", SCRAPE, str(port), str(runs)), timeout=900))
     return out
 
 
-def measure_daemon(
-    host: HostLab,
-    polls: int,
-    interval: float,
-    scrapes: int,
-    flags: list[str],
-    *,
-    scrape_every: float = 0.0,
-) -> dict[str, Any]:
-    """The daemon's CPU per poll over ``polls`` intervals, its scrape times and memory.
-
-    With ``scrape_every`` a Prometheus-like client scrapes (gzip) at that
-    period during the window, so the CPU includes serving as users run it.
-    """
-    port = free_port()
-    daemon = subprocess.Popen(
-        host.in_host(
+def start_daemon(
+    in_ns: InNs, port: int, interval: float, flags: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """``python -m exporter`` in the namespace (nsenter execs it: the Popen's pid is its pid)."""
+    return subprocess.Popen(
+        in_ns(
             PY,
             "-m",
             "exporter",
@@ -156,41 +149,76 @@ def measure_daemon(
         ),
         cwd=str(REPO),
     )
+
+
+def measure_daemon(
+    in_ns: InNs,
+    polls: int,
+    interval: float,
+    scrapes: int,
+    flags: Sequence[str] = (),
+    *,
+    scrape_every: float = 0.0,
+    warmup: int = 5,
+    probe: Callable[[int], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The daemon's start, its CPU per poll over ``polls`` intervals, its scrape times and memory.
+
+    After its first poll and ``warmup`` intervals (topology and rule text
+    reads, caches) the window runs for whole intervals. With ``scrape_every``
+    a Prometheus-like client scrapes (gzip) at that period during the window,
+    so the CPU includes serving as users run it. ``probe(port)``, when given,
+    runs after the first poll and after the window (``probe_first``,
+    ``probe_steady``).
+    """
+    port = free_port()
+    t0 = time.monotonic()
+    daemon = start_daemon(in_ns, port, interval, flags)
+    probes: dict[str, Any] = {}
     try:
-        scrape(host, port, 0)
-        time.sleep(5 * interval)  # warm-up: topology and rule text reads, caches
+        scrape(in_ns, port, 0)
+        ready_s = time.monotonic() - t0
+        u, s = cpu_ticks(daemon.pid)
+        if probe is not None:
+            probes["probe_first"] = probe(port)
+        time.sleep(warmup * interval)
         prometheus = None
         if scrape_every:
             count = max(1, int(polls * interval / scrape_every))
             prometheus = subprocess.Popen(
-                host.in_host(PY, "-c", PROMETHEUS, str(port), str(scrape_every), str(count)),
+                in_ns(PY, "-c", PROMETHEUS, str(port), str(scrape_every), str(count)),
                 stdout=subprocess.PIPE,
                 text=True,
             )
-        u0, s0 = cpu_ticks(daemon.pid)  # nsenter execs the exporter: same pid
-        t0 = time.monotonic()
+        u0, s0 = cpu_ticks(daemon.pid)
+        w0 = time.monotonic()
         time.sleep(polls * interval)  # the measuring window: whole intervals
         u1, s1 = cpu_ticks(daemon.pid)
-        window = time.monotonic() - t0
+        window = time.monotonic() - w0
         prom: dict[str, Any] = {}
         if prometheus is not None:
-            out, _ = prometheus.communicate(timeout=120)
+            out, _ = prometheus.communicate(timeout=300)
             prom = json.loads(out)
         rss, _ = memory_kb(daemon.pid)
-        served = scrape(host, port, scrapes)
+        if probe is not None:
+            probes["probe_steady"] = probe(port)
+        served = scrape(in_ns, port, scrapes)
         _, peak = memory_kb(daemon.pid)
     finally:
         daemon.terminate()
-        daemon.wait(20)
-    ms = 1000 / CLK_TCK / polls
+        daemon.wait(30)
+    ms = 1000 / CLK_TCK
     return {
-        "cpu_ms": (u1 - u0 + s1 - s0) * ms,
-        "user_ms": (u1 - u0) * ms,
-        "sys_ms": (s1 - s0) * ms,
+        "ready_s": ready_s,
+        "start_cpu_ms": (u + s) * ms,
+        "cpu_ms": (u1 - u0 + s1 - s0) * ms / polls,
+        "user_ms": (u1 - u0) * ms / polls,
+        "sys_ms": (s1 - s0) * ms / polls,
         "window_s": window,
         "rss_mb": rss / 1024,
         "peak_mb": peak / 1024,
         "prometheus": prom,
+        **probes,
         **served,
     }
 
@@ -203,7 +231,12 @@ def run_backend(host: HostLab, backend: str, args: argparse.Namespace) -> dict[s
     host.load(backend, counters=args.counters)
     with host.traffic(args.rate):
         daemon = measure_daemon(
-            host, args.polls, args.interval, args.scrapes, args.flag, scrape_every=args.scrape_every
+            host.in_host,
+            args.polls,
+            args.interval,
+            args.scrapes,
+            args.flag,
+            scrape_every=args.scrape_every,
         )
         kernel = floor.kernel_floor(host.host, f"iptables-{backend}", args.floor_runs)
         save = floor.iptables_save(host.host, f"iptables-{backend}", 10)

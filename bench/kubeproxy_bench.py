@@ -38,21 +38,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import floor  # noqa: E402
-from bench.exporter_bench import (  # noqa: E402
-    CLK_TCK,
-    PROMETHEUS,
-    PY,
-    SCRAPE,
-    cpu_ticks,
-    free_port,
-    memory_kb,
-)
+from bench.exporter_bench import PY, measure_daemon  # noqa: E402
 from bench.hostlab import sh  # noqa: E402
 from tests import kubeproxylab as kp  # noqa: E402
 from tests import lab  # noqa: E402
@@ -132,75 +123,6 @@ def build_pods(node: lab.Netns, names: list[str]) -> list[lab.Netns]:
     return pods
 
 
-def measure_daemon(
-    node: lab.Netns, polls: int, interval: float, scrapes: int, scrape_every: float
-) -> dict[str, Any]:
-    """The daemon's start, its CPU per poll over ``polls`` intervals (with a Prometheus-like
-    gzip scrape every ``scrape_every`` seconds in the window, 0: none), a scrape's breakdown,
-    scrape times and memory (bench/exporter_bench.py's measure, plus the breakdown)."""
-    port = free_port()
-    t0 = time.monotonic()
-    daemon = subprocess.Popen(
-        in_node(
-            node,
-            PY,
-            "-m",
-            "exporter",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--poll.interval={interval:g}s",
-            "--log.level=warning",
-        ),
-        cwd=str(REPO),
-    )
-    try:
-        sh(in_node(node, PY, "-c", SCRAPE, str(port), "0"), timeout=600)  # its first poll
-        ready_s = time.monotonic() - t0
-        u, s = cpu_ticks(daemon.pid)  # nsenter execs the exporter: same pid
-        first = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
-        time.sleep(3 * interval)  # warm-up: the text reads and meaning derived, caches
-        prometheus = None
-        if scrape_every:
-            count = max(1, int(polls * interval / scrape_every))
-            prometheus = subprocess.Popen(
-                in_node(node, PY, "-c", PROMETHEUS, str(port), str(scrape_every), str(count)),
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-        u0, s0 = cpu_ticks(daemon.pid)
-        w0 = time.monotonic()
-        time.sleep(polls * interval)  # the measuring window: whole intervals
-        u1, s1 = cpu_ticks(daemon.pid)
-        window = time.monotonic() - w0
-        prom: dict[str, Any] = {}
-        if prometheus is not None:
-            out, _ = prometheus.communicate(timeout=300)
-            prom = json.loads(out)
-        rss, _ = memory_kb(daemon.pid)
-        steady = json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port))))
-        served = json.loads(
-            sh(in_node(node, PY, "-c", SCRAPE, str(port), str(scrapes)), timeout=900)
-        )
-        _, peak = memory_kb(daemon.pid)
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-    ms = 1000 / CLK_TCK
-    return {
-        "ready_s": ready_s,
-        "start_cpu_ms": (u + s) * ms,
-        "first_poll_wall_ms": first["poll_wall_ms"],
-        "cpu_ms": (u1 - u0 + s1 - s0) * ms / polls,
-        "user_ms": (u1 - u0) * ms / polls,
-        "sys_ms": (s1 - s0) * ms / polls,
-        "window_s": window,
-        "rss_mb": rss / 1024,
-        "peak_mb": peak / 1024,
-        "breakdown": steady,
-        "prometheus": prom,
-        **served,
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="kubeproxy_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=int, default=100_000)
@@ -262,7 +184,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.floor_runs} reads",
                 flush=True,
             )
-            d = measure_daemon(node, args.polls, args.interval, args.scrapes, args.scrape_every)
+            d = measure_daemon(
+                lambda *cmd: in_node(node, *cmd),
+                args.polls,
+                args.interval,
+                args.scrapes,
+                scrape_every=args.scrape_every,
+                warmup=3,
+                probe=lambda port: json.loads(sh(in_node(node, PY, "-c", BREAKDOWN, str(port)))),
+            )
+            d["first_poll_wall_ms"] = d["probe_first"]["poll_wall_ms"]
+            d["breakdown"] = d["probe_steady"]
             k = floor.kernel_floor(node.name, "iptables-nft", args.floor_runs)
             save = floor.iptables_save(node.name, "iptables-nft", args.save_runs)
             if client.poll() is not None:

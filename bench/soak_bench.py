@@ -48,10 +48,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.exporter_bench import CLK_TCK, PY, cpu_ticks, free_port, memory_kb, scrape
+from bench.exporter_bench import (
+    CLK_TCK,
+    PY,
+    cpu_ticks,
+    free_port,
+    memory_kb,
+    scrape,
+    start_daemon,
+)
 from bench.hostlab import (
     BRIDGES,
-    REPO,
     HostLab,
     bridge_name,
     container_ip,
@@ -329,19 +336,9 @@ def main(argv: list[str] | None = None) -> None:
         scraper: Scraper | None = None
         churner: threading.Thread | None = None
         with host.traffic(args.rate):
-            daemon = subprocess.Popen(
-                host.in_host(
-                    PY,
-                    "-m",
-                    "exporter",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    f"--poll.interval={args.interval:g}s",
-                    "--log.level=warning",
-                ),
-                cwd=str(REPO),
-            )
+            daemon = start_daemon(host.in_host, port, args.interval)
             try:
-                scrape(host, port, 0)  # answers with a poll
+                scrape(host.in_host, port, 0)  # answers with a poll
                 time.sleep(5 * args.interval)  # warm-up: the first reads, not the steady run
                 scraper = Scraper(host, port, args.scrape)
                 churner = threading.Thread(target=churn.run, args=(args.churn, stop), daemon=True)
