@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from exporter.collector import Collector, CollectorAbsent, CollectorError
-from exporter.metrics.exposition import ExpositionWriter, gzip_bytes
+from exporter.metrics.exposition import ExpositionWriter, gunzip, gzip_bytes
 from exporter.model import MetricFamily, SourceData
 
 if TYPE_CHECKING:
@@ -67,30 +67,26 @@ class PollResult:
         return tuple(v for v in self.data.values() if isinstance(v, SourceData))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A rendered poll: the exposition in the parts it was rendered in, gzipped on first demand.
+    """A rendered poll: what it read, and its exposition kept as one gzip member.
 
-    The parts (one or two per metric family) are served one after the other
-    and never joined: joining would copy the whole exposition (5 MB on a
-    1000-container host) and fault in fresh pages for it on every poll.
+    Prometheus asks for gzip, so every poll's exposition is compressed once,
+    in the poll thread, and a scrape only writes it out (213 kB for a 5.2 MB
+    exposition at 1000 containers): the first scrape after a poll costs no more
+    than the next, and the plain text is not kept beside it. A client without
+    gzip gets :attr:`body`, decompressed per request.
+    ``gzip`` is empty for a snapshot kept for its data only (the previous poll).
     """
 
     poll: PollResult
-    parts: tuple[bytes, ...]
-    _gzip: bytes | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    gzip: bytes = b""
+    size: int = 0  # of the exposition uncompressed, in bytes
 
     @property
     def body(self) -> bytes:
-        """The whole exposition as one bytes object (a copy; the server sends the parts)."""
-        return b"".join(self.parts)
-
-    def gzipped(self) -> bytes:
-        with self._lock:
-            if self._gzip is None:
-                self._gzip = gzip_bytes(self.parts)
-            return self._gzip
+        """The exposition as plain text."""
+        return gunzip(self.gzip) if self.gzip else b""
 
 
 # Python objects a collector may leave allocated before a full GC follows it.
@@ -194,11 +190,13 @@ class Poller:
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
             result_poll = replace(result_poll, view=self._derive(result_poll))
-        snap = Snapshot(result_poll, self._render_parts(result_poll))
+        parts = self._render_parts(result_poll)
+        snap = Snapshot(result_poll, gzip_bytes(parts), sum(map(len, parts)))
+        del parts  # 5 MB at 1000 containers: freed before the snapshot is published
         # /path needs the previous poll's data, not its exposition: a new
-        # Snapshot without the parts (a scrape may still be serving the old one)
+        # Snapshot without it (a scrape may still be serving the old one)
         latest = self.latest
-        previous = Snapshot(latest.poll, ()) if latest is not None else None
+        previous = Snapshot(latest.poll) if latest is not None else None
         self.snapshots = (previous, snap)
         self.polls += 1
         self._ready.set()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import lab
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.metrics.exposition import ExpositionWriter, format_value, gzip_bytes
+from exporter.metrics import exposition
+from exporter.metrics.exposition import ExpositionWriter, format_value, gunzip, gzip_bytes
 from exporter.model import MetricFamily
 
 
@@ -97,9 +99,17 @@ def test_format_value(value: float, text: str) -> None:
     assert format_value(value) == text
 
 
-def test_gzip_level_1_round_trips() -> None:
-    body = b"x 1\n" * 1000
-    assert gzip.decompress(gzip_bytes(body)) == body
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_gzip_member_round_trips(deflate: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """isal's member and the fallback's are both one gzip member any client reads."""
+    if deflate == "zlib":
+        monkeypatch.setattr(exposition, "_zlib", zlib)
+    else:
+        assert exposition._zlib.__name__ == "isal.isal_zlib"  # the dependency is installed
+    parts = [b"# TYPE x counter\n", b"x 1\n" * 1000, b"", b'y{a="b"} 2\n']
+    member = gzip_bytes(parts)
+    assert gzip.decompress(member) == b"".join(parts)
+    assert gunzip(member) == b"".join(parts)
 
 
 label_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)

@@ -63,10 +63,10 @@ def _later(poll: PollResult, seconds: float, veth_rx: int) -> PollResult:
 def test_rates_between_the_last_two_snapshots() -> None:
     first = load_poll(SEED)
     view = PathView()
-    s1 = Snapshot(first, ())
+    s1 = Snapshot(first)
     page1 = view.page((None, s1))
     assert view.page((None, s1)) is page1  # rendered once per snapshot
-    s2 = Snapshot(_later(first, 4.0, 20), ())
+    s2 = Snapshot(_later(first, 4.0, 20))
     text = _text(view.page((s1, s2)))
     assert "rates over the 4.0 s between the last two polls" in text
     row = re.search(r"receive\s+veth5d6e7f8\s+(\d+)\s+([\d\u2009]+)\s+([\d.]+)", text)
@@ -78,7 +78,7 @@ def test_no_snapshot_or_no_docker() -> None:
     assert "first poll is pending" in view.page((None, None)).decode()
     poll = load_poll(SEED)
     data = {k: v for k, v in poll.data.items() if k != "docker"}
-    page = view.page((None, Snapshot(with_view(replace(poll, data=data)), ()))).decode()
+    page = view.page((None, Snapshot(with_view(replace(poll, data=data))))).decode()
     assert "no container runtime is reachable" in page
     assert '<table class="path">' not in page
 

@@ -41,7 +41,7 @@ def test_collectors_states_and_firewall_backends_are_listed_escaped() -> None:
         timestamp=0.0,
         duration=0.5,
     )
-    page = render_landing(Config(), Snapshot(poll, ())).decode()
+    page = render_landing(Config(), Snapshot(poll)).decode()
     assert "<tr><td>links</td><td>ok</td><td>2.1 ms</td></tr>" in page
     failing = "<td>failing: nft &lt;said&gt; no</td><td>500.0 ms</td>"
     assert f"<tr><td>firewall</td>{failing}</tr>" in page

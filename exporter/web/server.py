@@ -91,9 +91,6 @@ def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
     return thread
 
 
-WRITE_CHUNK = 1 << 16  # parts below this size are joined before they are sent
-
-
 class Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     server_version = f"netpath-exporter/{__version__}"
@@ -108,41 +105,22 @@ class Handler(BaseHTTPRequestHandler):
     def _send(
         self,
         status: HTTPStatus,
-        body: bytes | tuple[bytes, ...],
+        body: bytes,
         ctype: str,
         extra: dict[str, str] | None = None,
     ) -> None:
-        """Answer with ``body``: bytes, or parts sent one after the other."""
-        parts = (body,) if isinstance(body, bytes) else body
+        """Answer with ``body``."""
         self.send_response(status)
         if self.server.security is not None:
             for k, v in self.server.security.headers():
                 self.send_header(k, v)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(sum(map(len, parts))))
+        self.send_header("Content-Length", str(len(body)))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
-            self._write(parts)
-
-    def _write(self, parts: tuple[bytes, ...]) -> None:
-        """Send the parts in order: big ones as they are, runs of small ones joined."""
-        small: list[bytes] = []
-        size = 0
-        for part in parts:
-            if len(part) < WRITE_CHUNK:
-                small.append(part)
-                size += len(part)
-                if size < WRITE_CHUNK:
-                    continue
-            if small:
-                self.wfile.write(b"".join(small))
-                small, size = [], 0
-            if len(part) >= WRITE_CHUNK:
-                self.wfile.write(part)
-        if small:
-            self.wfile.write(b"".join(small))
+            self.wfile.write(body)
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -195,12 +173,12 @@ class Handler(BaseHTTPRequestHandler):
         if "gzip" in accept:
             self._send(
                 HTTPStatus.OK,
-                snap.gzipped(),
+                snap.gzip,
                 CONTENT_TYPE,
                 {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
             )
         else:
-            self._send(HTTPStatus.OK, snap.parts, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
+            self._send(HTTPStatus.OK, snap.body, CONTENT_TYPE, {"Vary": "Accept-Encoding"})
 
     def _not_allowed(self) -> None:
         if not self._admitted():
