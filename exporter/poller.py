@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from exporter.collector import Collector, CollectorAbsent, CollectorError
-from exporter.metrics.exposition import ExpositionWriter, gunzip, gzip_bytes
+from exporter.metrics.exposition import ExpositionWriter, GzipMember, gunzip
 from exporter.model import MetricFamily, SourceData
 
 if TYPE_CHECKING:
@@ -190,9 +190,7 @@ class Poller:
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
             result_poll = replace(result_poll, view=self._derive(result_poll))
-        parts = self._render_parts(result_poll)
-        snap = Snapshot(result_poll, gzip_bytes(parts), sum(map(len, parts)))
-        del parts  # 5 MB at 1000 containers: freed before the snapshot is published
+        snap = Snapshot(result_poll, *self._render_gzip(result_poll))
         # /path needs the previous poll's data, not its exposition: a new
         # Snapshot without it (a scrape may still be serving the old one)
         latest = self.latest
@@ -202,9 +200,12 @@ class Poller:
         self._ready.set()
         return snap
 
-    def _render_parts(self, poll: PollResult) -> tuple[bytes, ...]:
-        """The exposition of one poll.
+    def _render_gzip(self, poll: PollResult) -> tuple[bytes, int]:
+        """The exposition of one poll, as one gzip member, and its size uncompressed.
 
+        Each family's text is compressed as soon as it is rendered and then
+        freed: the plain exposition (5 MB at 1000 containers) never exists
+        whole, and the heap reuses one family's block for the next.
         Rendering allocates tens of thousands of acyclic objects (samples,
         counter lists): one collection of the young generation at the end costs
         less than the automatic collections (and their second passes over
@@ -214,7 +215,9 @@ class Poller:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._writer.render_parts(self._render(poll))
+            member = GzipMember()
+            self._writer.write(self._render(poll), member.write)
+            return member.close(), member.size
         finally:
             if enabled:
                 gc.enable()

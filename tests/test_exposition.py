@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from exporter.metrics import exposition
 from exporter.metrics.exposition import ExpositionWriter, format_value, gunzip, gzip_bytes
-from exporter.model import MetricFamily
+from exporter.model import MetricFamily, Series
 
 
 def fam(
@@ -75,11 +75,33 @@ def test_values_switching_between_int_and_float() -> None:
     )
 )
 def test_a_cached_render_equals_a_fresh_one(polls: list[list[float | int]]) -> None:
-    """Every poll through the cache must equal a writer without one."""
-    cached = ExpositionWriter()
-    for values in polls:
+    """Every poll through the cache must equal a writer without one, whether the
+    samples come as pairs or as a Series (one labels tuple kept across polls,
+    then a new one with one series fewer)."""
+    cached, columns = ExpositionWriter(), ExpositionWriter()
+    kept = tuple((str(i),) for i in range(4))
+    for n, values in enumerate(polls):
         families = [fam("x_total", [((str(i),), v) for i, v in enumerate(values)])]
-        assert cached.render(families) == ExpositionWriter().render(families)
+        fresh = ExpositionWriter().render(families)
+        assert cached.render(families) == fresh
+        shown = values
+        if n >= 3:  # the label sets change once, then stay
+            kept, shown = tuple((str(i),) for i in range(1, 4)), values[1:]
+            pairs = list(zip(kept, shown, strict=True))
+            fresh = ExpositionWriter().render([fam("x_total", pairs)])
+        series = Series(kept, shown)
+        family = MetricFamily("x_total", "counter", "help of x_total", ("a",), series)
+        assert columns.render([family]) == fresh
+
+
+def test_series_reads_as_its_pairs() -> None:
+    s = Series((("a",), ("b",)), [1, 2.5])
+    assert s == ((("a",), 1), (("b",), 2.5)) == s[:]
+    assert ((("a",), 1), (("b",), 2.5)) == s  # noqa: SIM300 - the tuple's side first
+    assert list(s) == [(("a",), 1), (("b",), 2.5)] and s[1] == (("b",), 2.5) and len(s) == 2
+    assert s != ((("a",), 1),)
+    with pytest.raises(ValueError, match="2 label sets for 1 values"):
+        Series((("a",), ("b",)), [1])
 
 
 @pytest.mark.parametrize(

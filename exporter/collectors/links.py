@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from exporter.config import Config
-from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData
+from exporter.model import Link, LinksData, MetricFamily, Route, RoutesData, Series
 from exporter.netlink import route as rtnetlink
 
 RT_TABLE_MAIN = 254
@@ -256,7 +256,7 @@ def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[M
                 type="counter",
                 help=help_text,
                 labels=("interface",),
-                samples=tuple(zip(labels, column, strict=True)),
+                samples=Series(labels, column),
             )
         )
     families.append(plan.bridge_ports)

@@ -11,9 +11,9 @@ from the series of each render, so it never holds a series that has gone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from exporter.model import LabelValues, MetricFamily
+from exporter.model import LabelValues, MetricFamily, Series
 
 try:  # ISA-L's deflate: 1.5 ms for a 5 MB exposition at level 1, zlib's 12 ms (README)
     from isal import isal_zlib as _zlib
@@ -66,7 +66,7 @@ class _FamilyCache:
     def __init__(
         self,
         fam: MetricFamily,
-        labels: list[LabelValues],
+        labels: Sequence[LabelValues],
         *,
         fmt: bytes | None = None,
         prefixes: list[bytes] | None = None,
@@ -109,10 +109,10 @@ class ExpositionWriter:
 
     A family whose label sets are the same as at its last render (the common
     case: counters move, series stay) reuses its cached text, so a poll costs
-    one ``%`` formatting per integer family. Renderers that hand the same
-    label-tuple objects each poll make the "same label sets" check an identity
-    compare. Families and series that went away leave the cache at the next
-    render.
+    one ``%`` formatting per integer family. A renderer that hands its samples
+    as a :class:`~exporter.model.Series` with the same ``labels`` tuple each
+    poll makes the "same label sets" check one identity compare. Families and
+    series that went away leave the cache at the next render.
     """
 
     def __init__(self) -> None:
@@ -124,23 +124,32 @@ class ExpositionWriter:
 
     def render_parts(self, families: Iterable[MetricFamily]) -> tuple[bytes, ...]:
         """The exposition in parts (each family's header, then its series), to be sent in order."""
+        out: list[bytes] = []
+        self.write(families, out.append)
+        return tuple(out)
+
+    def write(self, families: Iterable[MetricFamily], write: Callable[[bytes], object]) -> None:
+        """Hand the exposition to ``write`` part by part (each family's header, then its
+        series), so that a consumer such as :class:`GzipMember` can let each go at once."""
         old = self._families
         new: dict[str, _FamilyCache] = {}
-        out: list[bytes] = []
-        write = out.append
         for fam in families:
             samples = fam.samples
             if not samples:
                 continue
             if fam.name in new:
                 raise ValueError(f"metric family {fam.name} rendered twice")
-            labels = [s[0] for s in samples]
-            values = tuple([s[1] for s in samples])
+            if isinstance(samples, Series):
+                labels: Sequence[LabelValues] = samples.labels
+                values = tuple(samples.values)
+            else:
+                labels = [s[0] for s in samples]
+                values = tuple([s[1] for s in samples])
             ints = set(map(type, values)) == _INT
             cache = old.get(fam.name)
             if (
                 cache is None
-                or cache.labels != labels
+                or (cache.labels is not labels and cache.labels != labels)
                 or cache.meta != (fam.labels, fam.help, fam.type)
             ):
                 cache = _build(fam, labels, cache, ints)
@@ -152,11 +161,10 @@ class ExpositionWriter:
                 pairs = zip(cache.series_prefixes(), values, strict=True)
                 write(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
         self._families = new
-        return tuple(out)
 
 
 def _build(
-    fam: MetricFamily, labels: list[LabelValues], old: _FamilyCache | None, ints: bool
+    fam: MetricFamily, labels: Sequence[LabelValues], old: _FamilyCache | None, ints: bool
 ) -> _FamilyCache:
     """The family's cache for new label sets, keeping the text of the series that stay."""
     reuse = old is not None and bool(fam.labels) and old.meta[0] == fam.labels
@@ -176,14 +184,39 @@ GZIP_LEVEL = 1  # isal level 1 (of 0-3): 213 kB for 5.2 MB here; level 2 saves 5
 GZIP_WBITS = 31  # a gzip member (16 + a 32 KiB window), as HTTP's Content-Encoding: gzip
 
 
+class GzipMember:
+    """One gzip member, compressed part by part as the parts are written.
+
+    ISA-L's deflate at level 1 when isal is installed (0.05 µs a series here),
+    else zlib's (0.4 µs a series). Only the compressed output is kept: a part
+    can be freed as soon as it is written.
+    """
+
+    __slots__ = ("_comp", "_out", "size")
+
+    def __init__(self) -> None:
+        self._comp = _zlib.compressobj(GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS)
+        self._out: list[bytes] = []
+        self.size = 0  # bytes written, uncompressed
+
+    def write(self, part: bytes) -> None:
+        self.size += len(part)
+        out = self._comp.compress(part)
+        if out:
+            self._out.append(out)
+
+    def close(self) -> bytes:
+        """The whole member; nothing may be written after."""
+        self._out.append(self._comp.flush())
+        return b"".join(self._out)
+
+
 def gzip_bytes(body: bytes | Iterable[bytes]) -> bytes:
-    """One gzip member of the parts in order: ISA-L's deflate at level 1 when isal is
-    installed (0.05 µs a series here), else zlib's (0.4 µs a series)."""
-    comp = _zlib.compressobj(GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS)
-    parts = [body] if isinstance(body, bytes) else body
-    out = [comp.compress(p) for p in parts]
-    out.append(comp.flush())
-    return b"".join(out)
+    """One gzip member of the parts in order (see :class:`GzipMember`)."""
+    member = GzipMember()
+    for part in [body] if isinstance(body, bytes) else body:
+        member.write(part)
+    return member.close()
 
 
 def gunzip(data: bytes) -> bytes:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from exporter.model import FirewallData, MetricFamily
+from exporter.model import FirewallData, MetricFamily, Series
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +112,8 @@ def render_firewall(fw: FirewallData) -> list[MetricFamily]:
         ):
             pol_pk.append((cr.policy_labels, c.policy_packets))
             pol_by.append((cr.policy_labels, c.policy_bytes))
-    rule_pk = tuple(zip(plan.rule_labels, pk, strict=True))
-    rule_by = tuple(zip(plan.rule_labels, by, strict=True))
+    rule_pk = Series(plan.rule_labels, pk)
+    rule_by = Series(plan.rule_labels, by)
     rule_labels = ("family", "backend", "table", "chain", "rule")
     pol_labels = ("family", "backend", "table", "chain", "policy")
     return [

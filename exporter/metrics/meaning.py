@@ -20,7 +20,7 @@ from exporter.meaning.base import (
     ServicePort,
     endpoint_label,
 )
-from exporter.model import FirewallData, MetricFamily
+from exporter.model import FirewallData, MetricFamily, Series
 
 Labels = tuple[str, ...]
 
@@ -157,9 +157,9 @@ def render_meanings(fw: FirewallData, meanings: tuple[Meaning, ...]) -> list[Met
     pk, by = counters
     fams = plan.families
 
-    def samples(family: str, flat: list[int | None]) -> tuple[tuple[Labels, int], ...]:
+    def samples(family: str, flat: list[int | None]) -> Series:
         series = fams[family]
-        return tuple(zip(series.labels, series.values(flat), strict=True))
+        return Series(series.labels, series.values(flat))
 
     out: list[MetricFamily] = []
     for family, spec in COUNTER_FAMILIES.items():

@@ -7,14 +7,59 @@ turn them into metric families. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 # --------------------------------------------------------------------------
 # Metric families: what renderers produce and the exposition writer prints.
 # --------------------------------------------------------------------------
 
 LabelValues = tuple[str, ...]
+Sample = tuple[LabelValues, float | int]
+
+
+class Series(Sequence[Sample]):
+    """A family's samples as two columns, in order: label values and values.
+
+    It reads as the sequence of ``(label values, value)`` pairs (and equals the
+    tuple of them), but is made without them: a renderer that keeps its label
+    sets between polls hands the same ``labels`` tuple with each poll's values,
+    and the exposition writer knows its series unchanged without comparing them
+    (10k-rule families: no 10k pairs to build, no 10k label sets to compare).
+    """
+
+    __slots__ = ("labels", "values")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, labels: Sequence[LabelValues], values: Sequence[float | int]) -> None:
+        if len(labels) != len(values):
+            raise ValueError(f"{len(labels)} label sets for {len(values)} values")
+        self.labels = labels
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Sample, ...]: ...
+    def __getitem__(self, i: int | slice) -> Sample | tuple[Sample, ...]:
+        if isinstance(i, slice):
+            return tuple(zip(self.labels[i], self.values[i], strict=True))
+        return (self.labels[i], self.values[i])
+
+    def __iter__(self) -> Iterator[Sample]:
+        return zip(self.labels, self.values, strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return f"Series({tuple(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +67,15 @@ class MetricFamily:
     """One metric family: HELP/TYPE once, then its samples.
 
     ``labels`` names the label keys; each sample is ``(label values, value)``
-    with the values in the same order. Counter families carry the full name
-    including ``_total``.
+    with the values in the same order: a tuple of them, or a :class:`Series`.
+    Counter families carry the full name including ``_total``.
     """
 
     name: str
     type: str  # "gauge" | "counter"
     help: str
     labels: tuple[str, ...]
-    samples: tuple[tuple[LabelValues, float | int], ...]
+    samples: tuple[Sample, ...] | Series
 
 
 # --------------------------------------------------------------------------

@@ -399,9 +399,9 @@ class XtReader:
         """GET_INFO then GET_ENTRIES: the info and a new buffer whose bytes [40:] are the blob."""
         for _ in range(5):
             info = self.info(family, table, known=known)
-            # A fresh buffer each read: with the daemon's fixed mmap threshold
-            # (cli.tune_malloc) a large one is given back when freed instead of
-            # staying resident between polls (3 MB at 10k rules).
+            # A fresh buffer each read, sized to the table: the daemon's heap
+            # (cli.tune_malloc) reuses the last one's block when it is no bigger
+            # than 4 MiB; a bigger one is given back when freed.
             buf = bytearray(_GET_ENTRIES_HDR.size + info.size)
             _GET_ENTRIES_HDR.pack_into(buf, 0, table.encode(), info.size)
             try:
