@@ -109,7 +109,8 @@ def build() -> Path:
 
 
 def kfloor(netns: str, *args: str) -> dict[str, float]:
-    """Run kfloor with ``args`` (``--rules nft|legacy``, ``--links``, ``--iterations N``)
+    """Run kfloor with ``args`` (``--rules nft|legacy``, ``--links``, ``--iterations N``,
+    ``--interval MS``)
     inside ``netns``; its JSON line as a dict (see bench/kfloor.c)."""
     proc = subprocess.run(
         _in_netns(netns, str(build()), *args),
@@ -121,9 +122,15 @@ def kfloor(netns: str, *args: str) -> dict[str, float]:
     return _json_line(proc, f"kfloor {' '.join(args)} in {netns}")
 
 
-def kernel_floor(netns: str, backend: str, iterations: int = 20) -> dict[str, float]:
+def kernel_floor(
+    netns: str, backend: str, iterations: int = 20, interval: float = 0.0
+) -> dict[str, float]:
     """The kernel's own cost of one poll's reads in ``netns``: every rule counter of
     ``backend`` ("iptables-nft" or "iptables-legacy") and every link's statistics.
+
+    With ``interval`` (seconds) the reads are that far apart, as a poller's
+    are: after a second idle the same read costs 10-20% more than back to
+    back (caches gone cold), and the daemon pays that too.
 
     Keys: iterations, rules, links, packets, bytes (rule counter sums), rx_bytes,
     tx_bytes (link sums), cpu_ms, user_ms, sys_ms, wall_ms (medians per iteration), read
@@ -131,12 +138,13 @@ def kernel_floor(netns: str, backend: str, iterations: int = 20) -> dict[str, fl
     chain, the other's cpu_ms as whole_cpu_ms or chains_cpu_ms).
     """
     rules = _backend(backend)
-    floor = kfloor(netns, "--rules", rules, "--links", "--iterations", str(iterations))
+    common = ("--links", "--iterations", str(iterations), "--interval", str(round(interval * 1000)))
+    floor = kfloor(netns, "--rules", rules, *common)
     floor["read"] = rules
     if rules == "nft":
         # A dump per chain walks less of the table than one dump of it (the
         # kernel resumes a dump from the table's start): the floor is the cheaper.
-        chains = kfloor(netns, "--rules", "nft-chains", "--links", "--iterations", str(iterations))
+        chains = kfloor(netns, "--rules", "nft-chains", *common)
         chains["read"] = "nft-chains"
         chains["whole_cpu_ms"] = floor["cpu_ms"]
         if chains["cpu_ms"] < floor["cpu_ms"]:

@@ -426,13 +426,13 @@ static double median(double *v, int n)
 
 static _Noreturn void usage(void)
 {
-	fail("usage: kfloor [--rules nft|nft-chains|legacy] [--links] [--iterations N] (at least one read)");
+	fail("usage: kfloor [--rules nft|nft-chains|legacy] [--links] [--iterations N] [--interval MS] (at least one read)");
 }
 
 int main(int argc, char **argv)
 {
 	const char *rules = NULL;
-	int links = 0, iterations = 20;
+	int links = 0, iterations = 20, interval_ms = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rules") && i + 1 < argc)
 			rules = argv[++i];
@@ -440,13 +440,15 @@ int main(int argc, char **argv)
 			links = 1;
 		else if (!strcmp(argv[i], "--iterations") && i + 1 < argc)
 			iterations = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--interval") && i + 1 < argc)
+			interval_ms = atoi(argv[++i]);
 		else
 			usage();
 	}
 	int chainwise = rules && !strcmp(rules, "nft-chains");
 	if ((rules && strcmp(rules, "nft") && !chainwise && strcmp(rules, "legacy")) ||
 	    (!rules && !links) ||
-	    iterations < 1)
+	    iterations < 1 || interval_ms < 0)
 		usage();
 	int nft_fd = rules && (!strcmp(rules, "nft") || chainwise) ? nl_open(NETLINK_NETFILTER, "socket NETLINK_NETFILTER") : -1;
 	int rt_fd = links ? nl_open(NETLINK_ROUTE, "socket NETLINK_ROUTE") : -1;
@@ -458,6 +460,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < iterations; i++) {
 		struct rusage r0, r1;
 		struct timespec w0, w1;
+		if (interval_ms > 0) {
+			struct timespec pause = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
+			nanosleep(&pause, NULL);
+		}
 		memset(&t, 0, sizeof(t));
 		getrusage(RUSAGE_SELF, &r0);
 		clock_gettime(CLOCK_MONOTONIC, &w0);

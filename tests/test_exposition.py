@@ -89,7 +89,8 @@ def test_a_cached_render_equals_a_fresh_one(polls: list[list[float | int]]) -> N
             kept, shown = tuple((str(i),) for i in range(1, 4)), values[1:]
             pairs = list(zip(kept, shown, strict=True))
             fresh = ExpositionWriter().render([fam("x_total", pairs)])
-        series = Series(kept, shown)
+        ints = all(type(v) is int for v in shown)
+        series = Series.counters(kept, shown) if ints else Series(kept, shown)
         family = MetricFamily("x_total", "counter", "help of x_total", ("a",), series)
         assert columns.render([family]) == fresh
 

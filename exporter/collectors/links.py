@@ -256,7 +256,7 @@ def render_interfaces(data: LinksData, include_loopback: bool = False) -> list[M
                 type="counter",
                 help=help_text,
                 labels=("interface",),
-                samples=Series(labels, column),
+                samples=Series.counters(labels, column),
             )
         )
     families.append(plan.bridge_ports)

@@ -142,10 +142,11 @@ class ExpositionWriter:
             if isinstance(samples, Series):
                 labels: Sequence[LabelValues] = samples.labels
                 values = tuple(samples.values)
+                ints = samples.ints or set(map(type, values)) == _INT
             else:
                 labels = [s[0] for s in samples]
                 values = tuple([s[1] for s in samples])
-            ints = set(map(type, values)) == _INT
+                ints = set(map(type, values)) == _INT
             cache = old.get(fam.name)
             if (
                 cache is None

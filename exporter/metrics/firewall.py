@@ -112,8 +112,8 @@ def render_firewall(fw: FirewallData) -> list[MetricFamily]:
         ):
             pol_pk.append((cr.policy_labels, c.policy_packets))
             pol_by.append((cr.policy_labels, c.policy_bytes))
-    rule_pk = Series(plan.rule_labels, pk)
-    rule_by = Series(plan.rule_labels, by)
+    rule_pk = Series.counters(plan.rule_labels, pk)
+    rule_by = Series.counters(plan.rule_labels, by)
     rule_labels = ("family", "backend", "table", "chain", "rule")
     pol_labels = ("family", "backend", "table", "chain", "policy")
     return [

@@ -159,7 +159,7 @@ def render_meanings(fw: FirewallData, meanings: tuple[Meaning, ...]) -> list[Met
 
     def samples(family: str, flat: list[int | None]) -> Series:
         series = fams[family]
-        return Series(series.labels, series.values(flat))
+        return Series.counters(series.labels, series.values(flat))
 
     out: list[MetricFamily] = []
     for family, spec in COUNTER_FAMILIES.items():

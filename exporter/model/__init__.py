@@ -29,7 +29,7 @@ class Series(Sequence[Sample]):
     (10k-rule families: no 10k pairs to build, no 10k label sets to compare).
     """
 
-    __slots__ = ("labels", "values")
+    __slots__ = ("ints", "labels", "values")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, labels: Sequence[LabelValues], values: Sequence[float | int]) -> None:
@@ -37,6 +37,15 @@ class Series(Sequence[Sample]):
             raise ValueError(f"{len(labels)} label sets for {len(values)} values")
         self.labels = labels
         self.values = values
+        self.ints = False  # every value is an int: see counters()
+
+    @classmethod
+    def counters(cls, labels: Sequence[LabelValues], values: Sequence[int]) -> Series:
+        """Integer values only, as the type says (kernel counters and their sums): the
+        writer prints them with ``%d`` without looking at each value's type."""
+        series = cls(labels, values)
+        series.ints = True
+        return series
 
     def __len__(self) -> int:
         return len(self.values)
