@@ -104,12 +104,13 @@ def test_nft_chain_by_chain_reads_exactly_what_the_whole_dump_reads(
 ) -> None:
     ns.exec("iptables-nft-restore", "-c", input=RULESET4)
     ns.exec("nft", "-f", "-", input=NFT6)
+    want = (len(LOADED), sum(p for p, _, _ in LOADED), sum(b for _, b, _ in LOADED))
     got = floor.kfloor(ns.name, "--rules", "nft-chains", "--iterations", "2")
-    assert (got["rules"], got["packets"], got["bytes"]) == (
-        len(LOADED),
-        sum(p for p, _, _ in LOADED),
-        sum(b for _, b, _ in LOADED),
-    )
+    assert (got["rules"], got["packets"], got["bytes"]) == want
+    # reads a poll interval apart (here 50 ms), as the daemon's floor of record is taken
+    spaced = floor.kernel_floor(ns.name, "iptables-nft", iterations=2, interval=0.05)
+    assert (spaced["rules"], spaced["packets"], spaced["bytes"]) == want
+    assert spaced["read"] in ("nft", "nft-chains")
 
 
 def test_legacy_reads_only_tables_that_exist_and_creates_none(kfloor: Path, ns: lab.Netns) -> None:
@@ -190,3 +191,5 @@ def test_bad_requests_are_named(kfloor: Path, ns: lab.Netns) -> None:
         floor.kernel_floor("np-no-such", "iptables-nft")
     with pytest.raises(floor.FloorError, match="usage: kfloor"):
         floor.kfloor(ns.name, "--rules", "ebtables")
+    with pytest.raises(floor.FloorError, match="usage: kfloor"):
+        floor.kfloor(ns.name, "--links", "--interval", "-5")
