@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.firewall.plans import ChainCache, ChainPlan
-from exporter.model import BACKEND_IPTABLES_NFT, Chain, Rule, Table
+from exporter.model import BACKEND_IPTABLES_NFT, Chain, Rule, Rules, Table
 
 KEY = (BACKEND_IPTABLES_NFT, "ipv4", "filter", "FORWARD")
 PLAN = ChainPlan("FORWARD", ("-j DOCKER-USER", "-o docker0 -j DROP"), True, "ACCEPT")
@@ -39,11 +41,15 @@ def test_unchanged_counters_give_the_same_objects_and_token() -> None:
     again, token2 = poll(cache, PLAN, [(1, 10), (2, 20)])
     assert again is first
     assert token2 == token
-    # one rule's counters moved: a new chain, the unchanged rule's object kept, same token
+    # one rule's counters moved: a new chain over the new columns, same token; its rules
+    # are made only when read
     moved, token3 = poll(cache, PLAN, [(1, 10), (3, 30)])
     assert moved is not first
-    assert moved.rules[0] is first.rules[0]
+    assert isinstance(moved.rules, Rules)
+    assert moved.counter_columns() == ((1, 3), (10, 30))
+    assert moved.rules[0] == first.rules[0]
     assert moved.rules[1] == Rule("-o docker0 -j DROP", 3, 30)
+    assert moved.rules == (first.rules[0], Rule("-o docker0 -j DROP", 3, 30))
     assert token3 == token
 
 
@@ -82,3 +88,14 @@ def test_counters_that_do_not_fit_the_plan_are_an_error() -> None:
         assert str(exc) == "chain FORWARD: 2 rules but 1 counters"
     else:
         raise AssertionError("a chain with fewer counters than rules was built")
+
+
+def test_rules_read_as_the_tuple_of_their_rules() -> None:
+    rules = Rules(("-j A", "-j B", "-j A"), (1, None, 3), (10, None, 30))
+    want = (Rule("-j A", 1, 10), Rule("-j B", None, None), Rule("-j A", 3, 30))
+    assert rules == want and want == rules
+    assert tuple(rules) == want and rules[1:] == want[1:] and rules[-1] == want[-1]
+    assert len(rules) == 3 and hash(rules) == hash(want)
+    assert Chain("X", rules) == Chain("X", want)
+    with pytest.raises(ValueError, match="3 rule texts for 2 packet and 3 byte counters"):
+        Rules(("a", "b", "c"), (1, 2), (1, 2, 3))

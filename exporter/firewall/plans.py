@@ -14,10 +14,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress
-from operator import ne, or_
 
-from exporter.model import Chain, Rule, Table
+from exporter.model import Chain, Rules, Table
 
 STRUCTURE_ATTEMPTS = 3  # text reads of a ruleset that keeps changing, before giving up
 RETRY_AFTER = 60.0  # seconds before a failed text read (missing tool, timeout) is retried
@@ -45,10 +43,8 @@ class ChainPlan:
 
 
 # (plan, raw counters snapshot, the Chain built from them, indexes of its rules without
-# counters, its packets and bytes columns)
-_CachedChain = tuple[
-    ChainPlan, object, Chain, tuple[int, ...], Sequence[int | None], Sequence[int | None]
-]
+# counters)
+_CachedChain = tuple[ChainPlan, object, Chain, tuple[int, ...]]
 _STRUCTURE_TOKENS = itertools.count(1)  # FirewallData.structure, unique in the process
 
 
@@ -85,8 +81,8 @@ class ChainCache:
 
         ``snapshot`` holds the raw counters; the chain is reused only under the
         same plan (the same text), so a changed rule never keeps an old text.
-        Under the same rule texts only the rules whose counters moved are new
-        objects: finding them is a C-level compare of the columns.
+        Otherwise its rules are a :class:`~exporter.model.Rules` over the plan's
+        texts and these columns: no Rule object is made until one is read.
         """
         prev = self._cache.get(key)
         if prev is not None and prev[0] is plan and prev[1] == snapshot:
@@ -96,26 +92,21 @@ class ChainCache:
         packets, nbytes = counters
         if len(packets) != len(texts) or len(nbytes) != len(texts):
             raise ValueError(f"chain {plan.name}: {len(texts)} rules but {len(packets)} counters")
-        if prev is not None and prev[0].texts == texts:
-            rules = list(prev[2].rules)
-            moved = map(or_, map(ne, packets, prev[4]), map(ne, nbytes, prev[5]))
-            for i in compress(range(len(texts)), moved):
-                rules[i] = Rule(texts[i], packets[i], nbytes[i])
-        else:
-            rules = list(map(Rule, texts, packets, nbytes))
         none_at: tuple[int, ...] = ()
         if None in packets or None in nbytes:
-            none_at = tuple(i for i, r in enumerate(rules) if r.packets is None or r.bytes is None)
+            none_at = tuple(
+                i for i, (p, b) in enumerate(zip(packets, nbytes, strict=True)) if None in (p, b)
+            )
         chain = Chain(
             name=plan.name,
-            rules=tuple(rules),
+            rules=Rules(texts, packets, nbytes),
             policy=plan.policy,
             policy_packets=policy_counters[0],
             policy_bytes=policy_counters[1],
             hook=plan.hook,
             counters=counters,
         )
-        self._new[key] = (plan, snapshot, chain, none_at, packets, nbytes)
+        self._new[key] = (plan, snapshot, chain, none_at)
         return chain
 
     def structure_of(self, tables: list[Table]) -> int:

@@ -150,10 +150,63 @@ class Rule:
     bytes: int | None
 
 
+class Rules(Sequence[Rule]):
+    """A chain's rules, made on demand from its rule texts and counter columns.
+
+    The firewall readers hand one of these to every chain whose counters moved:
+    the renderers read the columns (:meth:`Chain.counter_columns`), so making
+    10k :class:`Rule` objects a poll that nobody reads was most of the chain
+    cache's cost. It reads as, and equals, the tuple of its rules; each access
+    makes the Rule afresh.
+    """
+
+    __slots__ = ("_bytes", "_packets", "_texts")
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        packets: Sequence[int | None],
+        nbytes: Sequence[int | None],
+    ) -> None:
+        if not len(texts) == len(packets) == len(nbytes):
+            raise ValueError(
+                f"{len(texts)} rule texts for {len(packets)} packet and {len(nbytes)} byte counters"
+            )
+        self._texts = texts
+        self._packets = packets
+        self._bytes = nbytes
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, i: int) -> Rule: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Rule, ...]: ...
+    def __getitem__(self, i: int | slice) -> Rule | tuple[Rule, ...]:
+        if isinstance(i, slice):
+            return tuple(map(Rule, self._texts[i], self._packets[i], self._bytes[i]))
+        return Rule(self._texts[i], self._packets[i], self._bytes[i])
+
+    def __iter__(self) -> Iterator[Rule]:
+        return map(Rule, self._texts, self._packets, self._bytes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Rules({tuple(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Chain:
     name: str
-    rules: tuple[Rule, ...]  # in traversal order, duplicates kept
+    rules: Sequence[Rule]  # in traversal order, duplicates kept: a tuple, or Rules
     # Built-in (iptables) / base (nftables) chains only:
     policy: str | None = None  # "ACCEPT", "DROP"; lower case for nftables ("accept")
     policy_packets: int | None = None
@@ -169,7 +222,8 @@ class Chain:
         """The rules' packets and bytes, as columns."""
         if self.counters is not None:
             return self.counters
-        return [r.packets for r in self.rules], [r.bytes for r in self.rules]
+        rules = tuple(self.rules)
+        return [r.packets for r in rules], [r.bytes for r in rules]
 
 
 @dataclass(frozen=True, slots=True)
