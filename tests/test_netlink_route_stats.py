@@ -89,6 +89,32 @@ def test_parse_stats_attribute_not_first() -> None:
     assert rtnetlink.parse_stats_messages(out) == rtnetlink.parse_stats_messages(data)
 
 
+def test_a_datagram_that_is_not_uniform_is_read_message_by_message() -> None:
+    """The one-unpack read takes a run of same-length messages of this dump; a message of
+    another dump (seq) or another length among them sends the datagram to the general parse."""
+    data = (FIXTURES / "stats-dump.bin").read_bytes()
+    seq = _seq(data)
+    msgs = _split(data)
+    stats = [m for m in msgs if struct.unpack_from("=IHH", m)[1] == rtnetlink.RTM_NEWSTATS]
+    assert len(stats) >= 3 and len({len(m) for m in stats}) == 1  # the capture is uniform
+    whole = rtnetlink.parse_stats_messages(data, seq)
+    # another dump's message in the middle: ignored, the rest read as before
+    foreign = bytearray(stats[1])
+    struct.pack_into("=I", foreign, 8, seq + 1)
+    mixed = b"".join([stats[0], bytes(foreign), *stats[2:], *msgs[len(stats) :]])
+    got, done = rtnetlink.parse_stats_messages(mixed, seq)
+    assert done and got == {i: s for i, s in whole[0].items() if i != _ifindex(stats[1])}
+    # a longer message (an attribute more) in the middle: read all the same
+    longer = bytearray(stats[1] + struct.pack("=HH", 4, 0))
+    struct.pack_into("=I", longer, 0, len(longer))
+    mixed = b"".join([stats[0], bytes(longer), *stats[2:], *msgs[len(stats) :]])
+    assert rtnetlink.parse_stats_messages(mixed, seq) == whole
+
+
+def _ifindex(msg: bytes) -> int:
+    return int(struct.unpack_from("=I", msg, 20)[0])
+
+
 def test_parse_stats_kernel_error_raises() -> None:
     err = struct.pack("=IHHII", 36, rtnetlink.NLMSG_ERROR, 0, 7, 0) + struct.pack("=i", -95)
     err += struct.pack("=IHHII", 16, rtnetlink.RTM_GETSTATS, 0, 7, 0)
