@@ -81,7 +81,6 @@ class Snapshot:
 
     poll: PollResult
     gzip: bytes = b""
-    size: int = 0  # of the exposition uncompressed, in bytes
 
     @property
     def body(self) -> bytes:
@@ -190,7 +189,7 @@ class Poller:
         result_poll = PollResult(data, tuple(status), time.time(), time.monotonic() - start)
         if self._derive is not None:
             result_poll = replace(result_poll, view=self._derive(result_poll))
-        snap = Snapshot(result_poll, *self._render_gzip(result_poll))
+        snap = Snapshot(result_poll, self._render_gzip(result_poll))
         # /path needs the previous poll's data, not its exposition: a new
         # Snapshot without it (a scrape may still be serving the old one)
         latest = self.latest
@@ -200,8 +199,8 @@ class Poller:
         self._ready.set()
         return snap
 
-    def _render_gzip(self, poll: PollResult) -> tuple[bytes, int]:
-        """The exposition of one poll, as one gzip member, and its size uncompressed.
+    def _render_gzip(self, poll: PollResult) -> bytes:
+        """The exposition of one poll, as one gzip member.
 
         Each family's text is compressed as soon as it is rendered and then
         freed: the plain exposition (5 MB at 1000 containers) never exists
@@ -217,7 +216,7 @@ class Poller:
         try:
             member = GzipMember()
             self._writer.write(self._render(poll), member.write)
-            return member.close(), member.size
+            return member.close()
         finally:
             if enabled:
                 gc.enable()

@@ -120,13 +120,9 @@ class ExpositionWriter:
 
     def render(self, families: Iterable[MetricFamily]) -> bytes:
         """The exposition as one bytes object."""
-        return b"".join(self.render_parts(families))
-
-    def render_parts(self, families: Iterable[MetricFamily]) -> tuple[bytes, ...]:
-        """The exposition in parts (each family's header, then its series), to be sent in order."""
         out: list[bytes] = []
         self.write(families, out.append)
-        return tuple(out)
+        return b"".join(out)
 
     def write(self, families: Iterable[MetricFamily], write: Callable[[bytes], object]) -> None:
         """Hand the exposition to ``write`` part by part (each family's header, then its
@@ -193,15 +189,13 @@ class GzipMember:
     can be freed as soon as it is written.
     """
 
-    __slots__ = ("_comp", "_out", "size")
+    __slots__ = ("_comp", "_out")
 
     def __init__(self) -> None:
         self._comp = _zlib.compressobj(GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS)
         self._out: list[bytes] = []
-        self.size = 0  # bytes written, uncompressed
 
     def write(self, part: bytes) -> None:
-        self.size += len(part)
         out = self._comp.compress(part)
         if out:
             self._out.append(out)
