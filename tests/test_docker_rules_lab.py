@@ -166,7 +166,9 @@ from exporter.config import FirewallConfig
 from exporter.firewall.collector import FirewallCollector
 c = FirewallCollector(FirewallConfig())
 try:
-    print(json.dumps(dataclasses.asdict(c.collect())))
+    # a chain's rules may be a model.Rules (made on demand): written as its Rule dicts
+    rules = lambda o: [dataclasses.asdict(r) for r in o]
+    print(json.dumps(dataclasses.asdict(c.collect()), default=rules))
 finally:
     c.close()
 """

@@ -56,7 +56,9 @@ for line in sys.stdin:
             out = {"data": dataclasses.asdict(data), "text_reads": collector.text_reads}
         else:
             raise ValueError(cmd)
-        print(json.dumps({"ok": out}), flush=True)
+        # a chain's rules may be a model.Rules (made on demand): written as its Rule dicts
+        rules = lambda o: [dataclasses.asdict(r) for r in o]
+        print(json.dumps({"ok": out}, default=rules), flush=True)
     except CollectorError as exc:
         print(json.dumps({"ok": {"collector_error": str(exc)}}), flush=True)
     except Exception as exc:
