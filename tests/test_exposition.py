@@ -145,3 +145,21 @@ def test_any_label_values_parse_back(samples: list[tuple[str, int]]) -> None:
     body = ExpositionWriter().render([fam("h_total", [((k,), v) for k, v in samples])])
     got = lab.parse_exposition(body.decode()).get("h_total", [])
     assert [(labels["a"], float(v)) for labels, v in got] == [(k, float(v)) for k, v in samples]
+
+
+def test_a_family_handed_again_as_the_same_object_is_written_from_its_kept_text() -> None:
+    w = ExpositionWriter()
+    info = fam("i", [(("a",), 1), (("b",), 1)], typ="gauge")
+    fresh = ExpositionWriter().render([info])
+    assert w.render([info]) == fresh and w._families["i"].kept is None
+    assert w.render([info]) == fresh and w._families["i"].kept is not None  # twice: kept
+    assert w.render([info]) == fresh
+    # an equal family made anew is rendered, and its text is not kept until it comes twice
+    again = fam("i", [(("a",), 1), (("b",), 2)], typ="gauge")
+    assert w.render([again]) == ExpositionWriter().render([again])
+    assert w._families["i"].kept is None
+    # columns are each poll's values: never kept, nor held for the next render
+    series = MetricFamily("c_total", "counter", "h", ("a",), Series.counters((("x",),), [5]))
+    w.render([series])
+    w.render([series])
+    assert w._families["c_total"].kept is None and w._families["c_total"].last is None

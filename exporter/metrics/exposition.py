@@ -59,9 +59,13 @@ class _FamilyCache:
     single ``%``; a family with other values keeps each series'
     ``name{labels} `` prefix instead. Only one of the two is kept; each is
     derived from the other when the values change kind.
+
+    A family of pairs handed as the very same (immutable) object at two
+    renders in a row, such as a renderer's plan-level info family, keeps its
+    text (``kept``) and is written as it is from then on.
     """
 
-    __slots__ = ("fmt", "header", "labels", "meta", "prefixes")
+    __slots__ = ("fmt", "header", "kept", "labels", "last", "meta", "prefixes")
 
     def __init__(
         self,
@@ -78,6 +82,8 @@ class _FamilyCache:
         self.labels = labels
         self.fmt = fmt
         self.prefixes = prefixes  # b'name{labels} '
+        self.last: MetricFamily | None = None  # the family object of the last render
+        self.kept: bytes | None = None  # its text, once the same object came twice
 
     def series_prefixes(self) -> list[bytes]:
         if self.prefixes is None:
@@ -135,6 +141,12 @@ class ExpositionWriter:
                 continue
             if fam.name in new:
                 raise ValueError(f"metric family {fam.name} rendered twice")
+            cache = old.get(fam.name)
+            if cache is not None and cache.last is fam and cache.kept is not None:
+                new[fam.name] = cache
+                write(cache.header)
+                write(cache.kept)
+                continue
             if isinstance(samples, Series):
                 labels: Sequence[LabelValues] = samples.labels
                 values = tuple(samples.values)
@@ -143,7 +155,6 @@ class ExpositionWriter:
                 labels = [s[0] for s in samples]
                 values = tuple([s[1] for s in samples])
                 ints = set(map(type, values)) == _INT
-            cache = old.get(fam.name)
             if (
                 cache is None
                 or (cache.labels is not labels and cache.labels != labels)
@@ -153,10 +164,15 @@ class ExpositionWriter:
             new[fam.name] = cache
             write(cache.header)
             if ints:
-                write(cache.int_format() % values)
+                text = cache.int_format() % values
             else:
                 pairs = zip(cache.series_prefixes(), values, strict=True)
-                write(b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs]))
+                text = b"".join([p + format_value(v).encode() + b"\n" for p, v in pairs])
+            write(text)
+            cache.kept = text if cache.last is fam else None
+            # Columns (Series) are each poll's counters: never the same object, and
+            # not worth keeping alive until the next render to find that out.
+            cache.last = None if isinstance(samples, Series) else fam
         self._families = new
 
 

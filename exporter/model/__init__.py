@@ -77,7 +77,9 @@ class MetricFamily:
 
     ``labels`` names the label keys; each sample is ``(label values, value)``
     with the values in the same order: a tuple of them, or a :class:`Series`.
-    Counter families carry the full name including ``_total``.
+    Counter families carry the full name including ``_total``. A renderer may
+    hand the same family object poll after poll while nothing in it changes
+    (the exposition writer then writes the text it kept for it).
     """
 
     name: str
