@@ -231,6 +231,11 @@ def target(backend: str, floor_ms: float) -> float:
 def run_backend(host: HostLab, backend: str, args: argparse.Namespace) -> dict[str, Any]:
     host.load(backend, counters=args.counters)
     with host.traffic(args.rate):
+        # A lab just built keeps the kernel busy for a while (1000 new namespaces'
+        # IPv6 address checks and router solicitations, first ARP), and softirq
+        # work is charged to whichever process it interrupts: the first backend
+        # measured paid up to 20% more than the same run's second.
+        time.sleep(args.settle)
         daemon = measure_daemon(
             host.in_host,
             args.polls,
@@ -300,6 +305,12 @@ def main(argv: list[str] | None = None) -> None:
         "1 s polls is Prometheus' 15 s at the default 5 s polls",
     )
     ap.add_argument("--floor-runs", type=int, default=20)
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="seconds of traffic before measuring a backend (the new lab's kernel work settles)",
+    )
     ap.add_argument("--rate", type=int, default=200, help="new connections a second")
     ap.add_argument("--no-node-exporter", dest="node_exporter", action="store_false")
     ap.add_argument(
