@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.metrics import exposition
-from exporter.metrics.exposition import ExpositionWriter, format_value, gunzip, gzip_bytes
+from exporter.metrics.exposition import ExpositionWriter, GzipMember, format_value, gunzip
 from exporter.model import MetricFamily, Series
 
 
@@ -130,7 +130,10 @@ def test_gzip_member_round_trips(deflate: str, monkeypatch: pytest.MonkeyPatch) 
     else:
         assert exposition._zlib.__name__ == "isal.isal_zlib"  # the dependency is installed
     parts = [b"# TYPE x counter\n", b"x 1\n" * 1000, b"", b'y{a="b"} 2\n']
-    member = gzip_bytes(parts)
+    writer = GzipMember()
+    for part in parts:
+        writer.write(part)
+    member = writer.close()
     assert gzip.decompress(member) == b"".join(parts)
     assert gunzip(member) == b"".join(parts)
 

@@ -222,14 +222,6 @@ class GzipMember:
         return b"".join(self._out)
 
 
-def gzip_bytes(body: bytes | Iterable[bytes]) -> bytes:
-    """One gzip member of the parts in order (see :class:`GzipMember`)."""
-    member = GzipMember()
-    for part in [body] if isinstance(body, bytes) else body:
-        member.write(part)
-    return member.close()
-
-
 def gunzip(data: bytes) -> bytes:
-    """The bytes of one gzip member (as :func:`gzip_bytes` makes them)."""
+    """The bytes of one gzip member (as :class:`GzipMember` makes them)."""
     return _zlib.decompress(data, GZIP_WBITS)
