@@ -36,7 +36,7 @@ def _factory(ref: str, cfg: Config) -> Factory:
 
 def make_poller(cfg: Config, *, render: bool = True) -> Poller:
     """A poller over the configured collectors, deriving each poll's view."""
-    from exporter.metrics.render import render_poll  # noqa: PLC0415 - prometheus_client on demand
+    from exporter.metrics.render import render_poll  # noqa: PLC0415 - renderers on demand
 
     return Poller(
         collector_factories(cfg),

@@ -215,7 +215,7 @@ class Poller:
         gc.disable()
         try:
             member = GzipMember()
-            self._writer.write(self._render(poll), member.write)
+            self._writer.write(self._render(poll), member)
             return member.close()
         finally:
             if enabled:

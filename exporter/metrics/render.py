@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import ProcessCollector
-
 from exporter import __version__
 from exporter.config import Config
 from exporter.metrics.meaning import render_meanings
+from exporter.metrics.process import ProcessMetrics
 from exporter.metrics.workloads import render_workloads
 from exporter.model import MetricFamily
 from exporter.poller import PollResult
 from exporter.registry import COLLECTORS, resolve
 
-_PROCESS = ProcessCollector(registry=None)
+_PROCESS = ProcessMetrics()
 
 
 def render_process() -> list[MetricFamily]:
-    """The standard process_* metrics (CPU, memory, fds), from prometheus-client."""
-    out = []
-    for metric in _PROCESS.collect():
-        if not metric.samples:
-            continue
-        name = metric.samples[0].name
-        out.append(
-            MetricFamily(
-                name,
-                metric.type,
-                metric.documentation,
-                (),
-                tuple(((), s.value) for s in metric.samples if not s.labels),
-            )
-        )
-    return out
+    """The standard process_* metrics (CPU, memory, fds)."""
+    return _PROCESS.render()
 
 
 def render_meta(poll: PollResult, exported: set[str]) -> list[MetricFamily]:
