@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporter.registry import COLLECTORS as SPECS
 from exporter.registry import Setting, all_settings
 
@@ -358,6 +356,8 @@ def load_config(path: str | None) -> Config:
     """The embedded default, or the file at ``path`` layered on it."""
     if not path:
         return Config()
+    import yaml  # noqa: PLC0415 - 1.7 MB of resident imports, only with a config file
+
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

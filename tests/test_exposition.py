@@ -229,6 +229,12 @@ def test_gzip_segments_of_unchanged_blocks_are_copied(
                 old[a : a + exposition.BLOCK] != values[a : a + exposition.BLOCK] for a in blocks
             )
             assert (member.made, member.copied) == (moved, len(blocks) - moved)
+            # The formats of the blocks that stood still wait deflated.
+            still = [
+                old[a : a + exposition.BLOCK] == values[a : a + exposition.BLOCK] for a in blocks
+            ]
+            cache = writer._families["x_total"]
+            assert [type(b) is exposition._Packed for b in cache.blocks] == still
 
 
 def test_without_crc32_combine_nothing_is_copied(monkeypatch: pytest.MonkeyPatch) -> None:

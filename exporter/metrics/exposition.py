@@ -68,7 +68,9 @@ class _FamilyCache:
     A big column family written into a :class:`GzipMember` also keeps the
     values it was last written with and each block's compressed segment
     (``values``, ``segments``): a block whose values did not move is not
-    formatted or compressed again, its segment is copied.
+    formatted or compressed again, its segment is copied, and its format is
+    kept deflated until its values move (most of a big host's series stand
+    still from one poll to the next: 4 of the 5 MB of formats at 1000 veths).
 
     A family of pairs handed as the very same (immutable) object at two
     renders in a row, such as a renderer's plan-level info family, keeps its
@@ -119,6 +121,8 @@ class _FamilyCache:
             assert self.prefixes is not None
             self.blocks = _blocks([p.replace(b"%", b"%%") + b"%d" for p in self.prefixes])
             self.prefixes = None
+        elif any(type(b) is _Packed for b in self.blocks):
+            self.blocks = [_unpack(b) for b in self.blocks]
         return self.blocks
 
     def int_lines(self) -> list[bytes]:
@@ -132,6 +136,16 @@ class _FamilyCache:
 
 def _blocks(lines: list[bytes]) -> list[bytes]:
     return [b"\n".join(lines[a : a + BLOCK]) + b"\n" for a in range(0, len(lines), BLOCK)]
+
+
+class _Packed(bytes):
+    """A block's format, deflated while its values stand still (a 20th of the size)."""
+
+    __slots__ = ()
+
+
+def _unpack(block: bytes) -> bytes:
+    return _zlib.decompress(block, -15) if type(block) is _Packed else block
 
 
 _INT = {int}
@@ -220,7 +234,7 @@ class ExpositionWriter:
 def _write_segments(cache: _FamilyCache, values: tuple[int, ...], member: GzipMember) -> None:
     """An integer column family into ``member`` block by block, copying the
     compressed segment of each block whose values are those it was made from."""
-    blocks = cache.int_blocks()
+    blocks = cache.blocks if cache.blocks is not None else cache.int_blocks()
     prev = cache.values if cache.values is not None else ()
     kept = cache.segments if cache.segments is not None else []
     made: list[Segment] = []
@@ -230,8 +244,12 @@ def _write_segments(cache: _FamilyCache, values: tuple[int, ...], member: GzipMe
         if i < len(kept) and part == prev[a : a + BLOCK]:
             seg = kept[i]
             member.add_segment(seg)
+            if type(fmt) is not _Packed:  # still: its format waits deflated
+                blocks[i] = _Packed(_zlib.compress(fmt, GZIP_LEVEL, -15))
         else:
-            seg = member.compress_segment(fmt % part)
+            if type(fmt) is _Packed:
+                blocks[i] = _unpack(fmt)
+            seg = member.compress_segment(blocks[i] % part)
         made.append(seg)
     cache.values, cache.segments = values, made
     cache.kept = cache.last = None

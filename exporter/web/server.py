@@ -14,7 +14,7 @@ import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from exporter import __version__
 from exporter.config import Config, parse_listen_address
@@ -23,8 +23,9 @@ from exporter.paths.page import PATH as PATH_VIEW
 from exporter.paths.page import PathView
 from exporter.poller import Poller
 from exporter.web.landing import render_landing
-from exporter.web.security import WebSecurity
-from exporter.web.tls import handshake
+
+if TYPE_CHECKING:  # TLS and basic auth are imported only with a web config (exporter.cli)
+    from exporter.web.security import WebSecurity
 
 log = logging.getLogger("netpath.http")
 
@@ -59,6 +60,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         if active is None or active.ssl_context is None:
             super().finish_request(request, client_address)
             return
+        from exporter.web.tls import handshake  # noqa: PLC0415 - loaded with the web config
+
         conn = handshake(request, active.ssl_context, active.settings.tls, client_address[0])
         if conn is None:
             return
