@@ -106,3 +106,32 @@ def test_missing_tools_fail_the_firewall_alone_and_sigterm_stops_cleanly() -> No
     assert err.count('msg="collector failed" collector=firewall') == 1, "logged once, not per poll"
     assert "msg=stopped" in err
     assert "Traceback" not in err
+
+
+LEAN = """
+import sys
+from exporter.config import load_config
+from exporter.pipeline import make_poller
+from exporter.web.server import make_server
+make_poller(load_config(None)).poll_once()
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {MODULES})))
+"""
+
+
+def test_a_lean_daemon_without_config_files_imports_nothing_it_does_not_use() -> None:
+    """prometheus-client (12 MB resident) is the tests' oracle only; yaml reads config
+    files, bcrypt and the TLS helpers serve a web config: none is loaded without them."""
+    unwanted = {"prometheus_client", "yaml", "bcrypt", "exporter.web.tls", "exporter.web.auth"}
+    code = LEAN.replace("{MODULES}", repr({m.split(".")[0] for m in unwanted}))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert not loaded & unwanted, sorted(loaded & unwanted)
+    assert "exporter.web.server" in loaded  # the probe saw the exporter's own modules
