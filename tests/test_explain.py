@@ -237,7 +237,7 @@ def test_rates_over_the_window(
     earlier_fw = _bump(fw, drop, 4, 336)
     st = links.stats[9]
     earlier_stats = dict(links.stats)
-    earlier_stats[9] = replace(st, rx_packets=st.rx_packets - 10, rx_bytes=st.rx_bytes - 1000)
+    earlier_stats[9] = st._replace(rx_packets=st.rx_packets - 10, rx_bytes=st.rx_bytes - 1000)
     earlier_stats[4] = LinkStats(10**9, 10**9, 0, 0, 10**9, 10**9, 0, 0)  # bridge re-created
     earlier = Baseline(replace(links, stats=earlier_stats), earlier_fw, 2.0)
     path = web_path(seed, before=earlier)

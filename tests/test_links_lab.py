@@ -62,7 +62,7 @@ for line in sys.stdin:
             data = c.collect()
             out = {
                 "links": [dataclasses.asdict(l) for l in data.links],
-                "stats": {str(i): dataclasses.asdict(s) for i, s in data.stats.items()},
+                "stats": {str(i): s._asdict() for i, s in data.stats.items()},
                 "topology_reads": c.topology_reads,
             }
         elif cmd == "routes":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -64,10 +63,11 @@ def test_parse_stats_reuses_unchanged_objects() -> None:
     again, _ = rtnetlink.parse_stats_messages(data, previous=first)
     assert again == first
     assert all(again[i] is first[i] for i in first)
-    moved = {i: dataclasses.replace(s, tx_dropped=s.tx_dropped + 1) for i, s in first.items()}
+    moved = {i: s._replace(tx_dropped=s.tx_dropped + 1) for i, s in first.items()}
     fresh, _ = rtnetlink.parse_stats_messages(data, previous=moved)
     assert fresh == first
     assert all(fresh[i] is not moved[i] for i in first)
+    assert {type(s) for s in fresh.values()} == {LinkStats}  # made as LinkStats, not bare tuples
 
 
 def test_parse_stats_attribute_not_first() -> None:

@@ -54,7 +54,7 @@ def _later(poll: PollResult, seconds: float, veth_rx: int) -> PollResult:
     links = poll.data["links"]
     assert isinstance(links, LinksData)
     stats = dict(links.stats)
-    stats[9] = replace(stats[9], rx_packets=stats[9].rx_packets + veth_rx)
+    stats[9] = stats[9]._replace(rx_packets=stats[9].rx_packets + veth_rx)
     data = dict(poll.data)
     data["links"] = replace(links, stats=stats)
     return with_view(replace(poll, data=data, timestamp=poll.timestamp + seconds))

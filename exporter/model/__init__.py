@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import NamedTuple, overload
 
 # --------------------------------------------------------------------------
 # Metric families: what renderers produce and the exposition writer prints.
@@ -94,9 +94,12 @@ class MetricFamily:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LinkStats:
-    """Counters of one interface, host perspective (as ``ip -s link``)."""
+class LinkStats(NamedTuple):
+    """Counters of one interface, host perspective (as ``ip -s link``).
+
+    A tuple: a thousand interfaces' counters are made every poll, and a tuple
+    is made (and compared with the last poll's) at a fraction of a dataclass's cost.
+    """
 
     rx_bytes: int
     rx_packets: int

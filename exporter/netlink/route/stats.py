@@ -44,6 +44,7 @@ _FAST_FORMAT = "IHHII4xIIHH8Q"
 _FAST_STATS = struct.Struct("=" + _FAST_FORMAT)
 _FAST_FIELDS = 17
 _U32 = struct.Struct("=I")
+_new_stats = tuple.__new__  # LinkStats from a tuple in LinkStats' field order, without its __new__
 # (message length, messages) -> one Struct over a datagram of that many such messages
 _STRIDES: dict[tuple[int, int], struct.Struct] = {}
 _STRIDES_KEPT = 64
@@ -94,21 +95,9 @@ def _parse_uniform(
     for _, _, _, _, _, ifindex, _, _, _, rxp, txp, rxb, txb, rxe, txe, rxd, txd in zip(
         *[it] * f, strict=True
     ):
+        now = (rxb, rxp, rxe, rxd, txb, txp, txe, txd)
         old = get(ifindex)
-        if (
-            old is not None
-            and old.rx_packets == rxp
-            and old.tx_packets == txp
-            and old.rx_bytes == rxb
-            and old.tx_bytes == txb
-            and old.rx_errors == rxe
-            and old.tx_errors == txe
-            and old.rx_dropped == rxd
-            and old.tx_dropped == txd
-        ):
-            stats[ifindex] = old
-        else:
-            stats[ifindex] = LinkStats(rxb, rxp, rxe, rxd, txb, txp, txe, txd)
+        stats[ifindex] = old if old == now else _new_stats(LinkStats, now)  # type: ignore[assignment]
     return stats, count * length
 
 
