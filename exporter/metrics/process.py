@@ -53,7 +53,11 @@ class ProcessMetrics:
             pass
         else:
             out += [
-                _gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", parts[20]),
+                _gauge(
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes.",
+                    float(parts[20]),
+                ),
                 _gauge(
                     "process_resident_memory_bytes",
                     "Resident memory size in bytes.",
@@ -88,6 +92,5 @@ class ProcessMetrics:
         return out
 
 
-def _gauge(name: str, help_text: str, value: float | int | bytes) -> MetricFamily:
-    v = float(value) if isinstance(value, bytes) else value
-    return MetricFamily(name, "gauge", help_text, (), (((), v),))
+def _gauge(name: str, help_text: str, value: float) -> MetricFamily:
+    return MetricFamily(name, "gauge", help_text, (), (((), value),))
