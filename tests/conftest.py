@@ -102,15 +102,22 @@ class _NoLinks:
 
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., ExporterHTTPServer]]:
-    """``start_server(security=None, *, polled=True)``: a server on a free port, in a thread.
+    """``start_server(security=None, *, polled=True, render=...)``: a server on a free
+    port, in a thread.
 
-    It has polled once and serves ``netpath_test 1``; with ``polled=False`` it has not
-    polled yet (not ready). Every server started is shut down after the test.
+    It has polled once and serves ``netpath_test 1`` (or what ``render`` makes of a
+    poll); with ``polled=False`` it has not polled yet (not ready). Every server
+    started is shut down after the test.
     """
     started: list[ExporterHTTPServer] = []
 
-    def start(security: WebSecurity | None = None, *, polled: bool = True) -> ExporterHTTPServer:
-        poller = Poller([("links", _NoLinks)], _one_gauge, 60)
+    def start(
+        security: WebSecurity | None = None,
+        *,
+        polled: bool = True,
+        render: Callable[[PollResult], list[MetricFamily]] = _one_gauge,
+    ) -> ExporterHTTPServer:
+        poller = Poller([("links", _NoLinks)], render, 60)
         if polled:
             poller.poll_once()
         srv = ExporterHTTPServer(("127.0.0.1", 0), poller, Config(), security)

@@ -185,7 +185,7 @@ def test_the_image_holds_the_tools_and_nothing_writes_to_it(
     # Every runtime dependency imports (grpcio needs libstdc++, which minimal Debian lacks).
     lab_docker.docker(
         "run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python3", image, "-c",
-        "import grpc, google.protobuf, yaml, bcrypt, docker, isal.isal_zlib;"
+        "import grpc, google.protobuf, yaml, bcrypt, docker, isal.isal_zlib, h11;"
         " import exporter.sources.cri_client, exporter.cli",
     )  # fmt: skip
     version = lab_docker.docker("run", "--rm", "--network", "none", "--read-only", image,

@@ -89,7 +89,7 @@ def test_build_makes_a_wheel_and_an_sdist_with_the_package_and_its_metadata(dist
         if line.startswith("Requires-Dist: ") and "extra ==" not in line
     }
     assert {r.split(">")[0].split("<")[0] for r in requires} == {
-        "docker", "pyyaml", "bcrypt", "grpcio", "protobuf", "isal"
+        "docker", "pyyaml", "bcrypt", "grpcio", "protobuf", "isal", "h11"
     }  # fmt: skip
     with tarfile.open(dist / f"{NAME}-{__version__}.tar.gz") as sdist:
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
