@@ -92,6 +92,11 @@ def test_skeleton_ignores_counters_but_sees_structure() -> None:
     changed[parsed.offsets[fwd.first + 2] + 40] ^= 0x01
     assert xt.parse_xt_entries(xt.IPV4, parsed.info, bytes(changed)).skeleton != parsed.skeleton
     assert layout.read(parsed.info, changed) is None
+    # so does a change in the first and last bytes (before the first counters, after the last)
+    for where in (0, len(blob) - 1):
+        edge = bytearray(blob)
+        edge[where] ^= 0x80
+        assert layout.read(parsed.info, edge) is None, where
     # the layout reads at an offset (the get_entries header before the blob)
     assert layout.read(parsed.info, b"\0" * 40 + blob, 40) == (parsed.packets, parsed.byte_counts)
 

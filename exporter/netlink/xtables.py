@@ -29,6 +29,11 @@ import socket
 import struct
 from dataclasses import dataclass
 
+try:  # ISA-L's CRC-32 and Adler-32: 0.03 ms for 2 MB here, zlib's 0.45 ms
+    from isal import isal_zlib as _zlib
+except ImportError:  # no isal wheel for this platform
+    import zlib as _zlib  # type: ignore[no-redef]
+
 IPT_SO_GET_INFO = 64
 IPT_SO_GET_ENTRIES = 65
 IP6T_SO_GET_INFO = 64
@@ -251,11 +256,16 @@ def make_skeleton(family: XtFamily, blob: bytes, offsets: list[int] | tuple[int,
 class XtCounterLayout:
     """Re-reads counters of a table whose structure is known, checking the skeleton.
 
-    One ``struct.unpack`` returns every non-counter segment and every counter;
-    the segments must equal those of the known structure.
+    One ``struct.unpack`` returns every non-counter segment and every counter.
+    The segments, joined, must have the known structure's length, CRC-32 and
+    Adler-32: a digest, not the segments themselves, is kept (at 10k rules they
+    are 2.4 MB; the digest costs about 0.2 ms a poll). CRC-32 sees every change
+    confined to 32 consecutive bits (a port, an address, a flag) for certain; of
+    other changes that keep the table's size and hooks, about one in 2**48 would
+    pass both sums unseen, until the table next changes shape.
     """
 
-    __slots__ = ("_segments", "_struct", "info")
+    __slots__ = ("_digest", "_struct", "info")
 
     def __init__(self, family: XtFamily, table: XtTable, blob: bytes) -> None:
         fmt = ["="]
@@ -266,7 +276,7 @@ class XtCounterLayout:
             prev = start + 16
         fmt.append(f"{len(blob) - prev}s")
         self._struct = struct.Struct("".join(fmt))
-        self._segments = self._struct.unpack(blob)[0::3]
+        self._digest = _digest(self._struct.unpack(blob)[0::3])
         self.info = table.info
 
     def read(
@@ -276,9 +286,14 @@ class XtCounterLayout:
         if info != self.info or len(buf) - offset != self._struct.size:
             return None
         values = self._struct.unpack_from(buf, offset)
-        if values[0::3] != self._segments:
+        if _digest(values[0::3]) != self._digest:
             return None
         return values[1::3], values[2::3]
+
+
+def _digest(segments: tuple[bytes, ...]) -> tuple[int, int]:
+    joined = b"".join(segments)
+    return _zlib.crc32(joined), _zlib.adler32(joined)
 
 
 # --------------------------------------------------------------------------
