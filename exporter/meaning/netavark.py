@@ -36,7 +36,6 @@ one by one would read as counter resets).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,6 +82,8 @@ _DNAT_COMMENT = re.compile(r"^dnat name: (\S+) id: ([0-9a-f]+)$")
 
 def chain_hash(network: str) -> str:
     """netavark's per-network chain suffix: sha512 of the name, 13 hex digits, upper case."""
+    import hashlib  # noqa: PLC0415 - loads OpenSSL's libcrypto (3.4 MB resident): Podman hosts only
+
     return hashlib.sha512(network.encode()).hexdigest()[:13].upper()
 
 
