@@ -175,7 +175,9 @@ def tune_malloc() -> None:
     for them: 1600 page faults, about 7 ms of system CPU, a poll at 10k rules.
     Fixed thresholds of 4 and 8 MiB keep them (about 3 MB of RSS) and stop
     glibc's own moving threshold from following a one-off big block (the
-    first full rule read) into the heap. Not glibc: nothing to do.
+    first full rule read) into the heap. Bigger blocks wanted every poll (the
+    x_tables read of 50k rules, 10 MB) are kept by their owner
+    (``xtables.KEEP_FROM``). Not glibc: nothing to do.
     """
     try:
         libc = ctypes.CDLL(None)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter import __version__
+from exporter import __version__, cli
+from exporter.netlink import xtables
 from tests import lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +139,9 @@ def test_a_lean_daemon_without_config_files_imports_nothing_it_does_not_use() ->
     loaded = set(proc.stdout.split())
     assert not loaded & unwanted, sorted(loaded & unwanted)
     assert "exporter.web.server" in loaded  # the probe saw the exporter's own modules
+
+
+def test_kept_xtables_buffers_start_where_glibc_maps_blocks_anew() -> None:
+    """xtables keeps the buffers of tables glibc would map anew each poll (page faults),
+    and only those (smaller ones come back from the heap): the two sizes are one."""
+    assert xtables.KEEP_FROM == cli.MMAP_THRESHOLD

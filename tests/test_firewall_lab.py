@@ -54,6 +54,10 @@ for line in sys.stdin:
         if cmd == "collect":
             data = collector.collect()
             out = {"data": dataclasses.asdict(data), "text_reads": collector.text_reads}
+        elif cmd == "keep-every-buffer":  # the big-table path, on the lab's small tables
+            from exporter.netlink import xtables
+            xtables.KEEP_FROM = 0
+            out = {}
         else:
             raise ValueError(cmd)
         # a chain's rules may be a model.Rules (made on demand): written as its Rule dicts
@@ -124,9 +128,9 @@ class Agent:
             env=public.env() if public is not None else None,
         )
 
-    def collect(self) -> dict[str, Any]:
+    def collect(self, cmd: str = "collect") -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"collect\n")
+        self.proc.stdin.write(cmd.encode() + b"\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line, f"agent died (rc={self.proc.poll()})"
@@ -415,6 +419,43 @@ def test_structure_change_rereads_text(fwlab: FwLab) -> None:
         _assert_equals_save(again["data"], saved["ipv4"], fwlab.backend, "ipv4")
     finally:
         fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker0", "-j", "DROP")
+
+
+@pytest.mark.parametrize("fwlab", ["legacy"], indirect=True)
+def test_kept_buffers_of_big_tables_read_the_same_counters(fwlab: FwLab) -> None:
+    """A table of KEEP_FROM bytes or more is read into the same buffer each poll and
+    its counters packed into the same scratch: counters and structure changes must
+    come out as with fresh buffers. Here every table counts as big."""
+    fwlab.new_agent()
+    fwlab.agent.collect("keep-every-buffer")
+    first = fwlab.agent.collect()
+    for _ in range(2):  # the second round reads into the buffers the first one kept
+        drop0 = _rule(first["data"], fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2",
+                      ISOLATION_DROP)  # fmt: skip
+        lab.ping(fwlab.c1, "172.18.0.2", PINGS)
+        reply, saved = _collect_at_rest(fwlab)
+        assert reply["text_reads"] == first["text_reads"], "counters from the raw path"
+        _assert_equals_save(reply["data"], saved["ipv4"], fwlab.backend, "ipv4")
+        drop1 = _rule(reply["data"], fwlab.backend, "filter", "DOCKER-ISOLATION-STAGE-2",
+                      ISOLATION_DROP)  # fmt: skip
+        assert drop1["packets"] - drop0["packets"] == PINGS
+        first = reply
+    ipt = "iptables-legacy"
+    fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker9", "-j", "DROP")
+    try:
+        changed = fwlab.agent.collect()
+        reads = changed["text_reads"]["iptables-legacy"]
+        assert reads == first["text_reads"]["iptables-legacy"] + 1, "a same-size change is seen"
+    finally:
+        fwlab.host.exec(ipt, "-R", "DOCKER-ISOLATION-STAGE-2", "2", "-o", "docker0", "-j", "DROP")
+    fwlab.host.exec(ipt, "-A", "DOCKER-USER", "-s", "10.9.9.9", "-j", "DROP")  # size changes
+    try:
+        grown = fwlab.agent.collect()
+        assert grown["text_reads"]["iptables-legacy"] == reads + 1
+        again, saved = _collect_at_rest(fwlab)
+        _assert_equals_save(again["data"], saved["ipv4"], fwlab.backend, "ipv4")
+    finally:
+        fwlab.host.exec(ipt, "-D", "DOCKER-USER", "-s", "10.9.9.9", "-j", "DROP")
 
 
 # python-iptables reads only the legacy backend: the legacy lab alone.

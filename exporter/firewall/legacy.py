@@ -119,7 +119,7 @@ class LegacyBackend:
     def _counters(self, fam: XtFamily, state: _LegacyState) -> list[Table]:
         out: list[Table] = []
         for plan in state.plans:
-            info, buf = self._xt.entries(fam, plan.name, known=state.names)
+            info, buf = self._xt.entries(fam, plan.name, known=state.names, reuse=True)
             counts = plan.layout.read(info, buf, xtables.ENTRIES_OFFSET)
             if counts is None:
                 raise Restructure()

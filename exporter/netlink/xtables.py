@@ -253,6 +253,13 @@ def make_skeleton(family: XtFamily, blob: bytes, offsets: list[int] | tuple[int,
     return bytes(ba)
 
 
+# Buffers this big are kept from one poll to the next. glibc maps a block of
+# cli.MMAP_THRESHOLD or more anew each time it is asked for one: a 10 MB buffer
+# (50k rules) would be 2500 page faults a poll. Smaller blocks come back from the
+# heap's free blocks without a fault, and keeping them would only add to RSS.
+KEEP_FROM = 4 << 20
+
+
 class XtCounterLayout:
     """Re-reads counters of a table whose structure is known, checking the skeleton.
 
@@ -267,7 +274,7 @@ class XtCounterLayout:
     until the table next changes shape.
     """
 
-    __slots__ = ("_check", "_struct", "info")
+    __slots__ = ("_check", "_scratch", "_struct", "info")
 
     def __init__(self, family: XtFamily, table: XtTable, blob: bytes) -> None:
         fmt = ["="]
@@ -278,12 +285,17 @@ class XtCounterLayout:
             prev = start + 16
         fmt.append(f"{len(blob) - prev}x")
         self._struct = struct.Struct("".join(fmt))
+        # A big table's counters are packed into the same pages each poll (see KEEP_FROM).
+        self._scratch = bytearray(self._struct.size) if self._struct.size >= KEEP_FROM else None
         self._check = self._crc(blob, 0, self._struct.unpack(blob))
         self.info = table.info
 
     def _crc(self, buf: bytes | bytearray, offset: int, values: tuple[int, ...]) -> int:
         whole = _zlib.crc32(memoryview(buf)[offset:] if offset else buf)
-        return whole ^ _zlib.crc32(self._struct.pack(*values))
+        if self._scratch is None:
+            return whole ^ _zlib.crc32(self._struct.pack(*values))
+        self._struct.pack_into(self._scratch, 0, *values)
+        return whole ^ _zlib.crc32(self._scratch)
 
     def read(
         self, info: XtInfo, buf: bytes | bytearray, offset: int = 0
@@ -368,11 +380,13 @@ class XtReader:
 
     def __init__(self) -> None:
         self._socks: dict[str, socket.socket] = {}
+        self._bufs: dict[tuple[str, str], bytearray] = {}  # (family, table): see entries()
 
     def close(self) -> None:
         for s in self._socks.values():
             s.close()
         self._socks.clear()
+        self._bufs.clear()
 
     def _fd(self, family: XtFamily) -> int:
         sock = self._socks.get(family.name)
@@ -410,15 +424,24 @@ class XtReader:
         return parse_xt_info(bytes(buf))
 
     def entries(
-        self, family: XtFamily, table: str, *, known: list[str] | None = None
+        self, family: XtFamily, table: str, *, known: list[str] | None = None, reuse: bool = False
     ) -> tuple[XtInfo, bytearray]:
-        """GET_INFO then GET_ENTRIES: the info and a new buffer whose bytes [40:] are the blob."""
+        """GET_INFO then GET_ENTRIES: the info and a buffer whose bytes [40:] are the blob.
+
+        A new buffer, unless ``reuse`` and the table is big (KEEP_FROM): then the
+        buffer of this table's last such read when its size has not changed, valid
+        until the next one.
+        """
         for _ in range(5):
             info = self.info(family, table, known=known)
-            # A fresh buffer each read, sized to the table: the daemon's heap
-            # (cli.tune_malloc) reuses the last one's block when it is no bigger
-            # than 4 MiB; a bigger one is given back when freed.
-            buf = bytearray(_GET_ENTRIES_HDR.size + info.size)
+            size = _GET_ENTRIES_HDR.size + info.size
+            key = (family.name, table)
+            keep = reuse and size >= KEEP_FROM
+            buf = self._bufs.get(key) if keep else None
+            if buf is None or len(buf) != size:
+                buf = bytearray(size)
+                if keep:
+                    self._bufs[key] = buf
             _GET_ENTRIES_HDR.pack_into(buf, 0, table.encode(), info.size)
             try:
                 self._getsockopt(family, IPT_SO_GET_ENTRIES, table, buf)
