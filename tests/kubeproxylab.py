@@ -87,8 +87,22 @@ def sep_chain(s: Svc, ep: tuple[str, int]) -> str:
     return "KUBE-SEP-" + _hash(s.port_ref + s.protocol + _ep(*ep), 16)
 
 
-def iptables_ruleset(services: Sequence[Svc], *, v6: bool = False) -> str:
-    """``iptables-restore`` input (nat and filter) for ``services`` of one family."""
+# kube-proxy's endpointChainsNumberThreshold: with more endpoint chains than this it
+# leaves out the comments of the KUBE-SVC -> KUBE-SEP jumps and of the KUBE-SEP rules
+# ("large cluster mode", to keep the ruleset small).
+LARGE_CLUSTER_ENDPOINTS = 1000
+
+
+def iptables_ruleset(
+    services: Sequence[Svc], *, v6: bool = False, large: bool | None = None
+) -> str:
+    """``iptables-restore`` input (nat and filter) for ``services`` of one family.
+
+    ``large``: kube-proxy's large cluster mode (see LARGE_CLUSTER_ENDPOINTS); by
+    default as kube-proxy decides it, from the number of endpoints.
+    """
+    if large is None:
+        large = sum(len(s.endpoints) for s in services if s.v6 == v6) > LARGE_CLUSTER_ENDPOINTS
     cidr = POD_CIDR6 if v6 else POD_CIDR
     reject = "icmp6-port-unreachable" if v6 else "icmp-port-unreachable"
     nat_chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
@@ -210,13 +224,11 @@ def iptables_ruleset(services: Sequence[Svc], *, v6: bool = False) -> str:
                 if i == n - 1
                 else f" -m statistic --mode random --probability {1 / (n - i):.11f}"
             )
-            nat.append(f'-A {svc} -m comment --comment "{ref} -> {_ep(*ep)}"{prob} -j {sep}')
-            nat.append(
-                f"-A {sep} -s {_host(ep[0])} -m comment --comment {_q(ref)} -j KUBE-MARK-MASQ"
-            )
-            nat.append(
-                f"-A {sep} {m} -m comment --comment {_q(ref)} -j DNAT --to-destination {_ep(*ep)}"
-            )
+            jump = "" if large else f' -m comment --comment "{ref} -> {_ep(*ep)}"'
+            own = "" if large else f" -m comment --comment {_q(ref)}"
+            nat.append(f"-A {svc}{jump}{prob} -j {sep}")
+            nat.append(f"-A {sep} -s {_host(ep[0])}{own} -j KUBE-MARK-MASQ")
+            nat.append(f"-A {sep} {m}{own} -j DNAT --to-destination {_ep(*ep)}")
     nat.append(
         '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be'
         ' the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'

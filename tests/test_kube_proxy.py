@@ -73,10 +73,12 @@ def counted(text: str, counts: dict[str, int]) -> str:
 
 
 def fw_of(counts: dict[str, int] | None = None, backend: str = BACKEND_IPTABLES_NFT,
-          counts6: dict[str, int] | None = None) -> FirewallData:  # fmt: skip
-    tables = parse_iptables_save(counted(iptables_ruleset(SERVICES), counts or {}), "ipv4", backend)
+          counts6: dict[str, int] | None = None, *,
+          large: bool = False) -> FirewallData:  # fmt: skip
+    v4 = iptables_ruleset(SERVICES, large=large)
+    tables = parse_iptables_save(counted(v4, counts or {}), "ipv4", backend)
     tables += parse_iptables_save(
-        counted(iptables_ruleset(SERVICES, v6=True), counts6 or {}), "ipv6", backend
+        counted(iptables_ruleset(SERVICES, v6=True, large=large), counts6 or {}), "ipv6", backend
     )
     return FirewallData(((("ipv4", backend)), ("ipv6", backend)), tuple(tables), structure=0)
 
@@ -156,6 +158,30 @@ def test_iptables_mode_series_and_structure() -> None:
         ("shop", "gone", "", "tcp"): 0,
         ("shop", "web", "http", "tcp"): 3,  # 2 IPv4 + 1 IPv6
     }
+
+
+def test_large_cluster_mode_without_endpoint_comments_means_the_same() -> None:
+    """With over 1000 endpoints kube-proxy writes no comment on the KUBE-SEP rules and
+    the jumps into them: the Service port comes from the chains that jump there."""
+    web_a, web_b = sep_chain(WEB, WEB.endpoints[0]), sep_chain(WEB, WEB.endpoints[1])
+    counts = {f"-A {web_a} -p tcp": 7, f"-A {web_b} -p tcp": 5, "-j MASQUERADE": 13}
+    counts6 = {f"-A {sep_chain(WEB6, WEB6.endpoints[0])} -p tcp": 2}
+    large = iptables_ruleset(SERVICES, large=True)
+    assert not [line for line in large.splitlines() if "KUBE-SEP-" in line and "comment" in line]
+    small_fw = fw_of(counts, counts6=counts6)
+    large_fw = fw_of(counts, counts6=counts6, large=True)
+    got = families(large_fw)
+    assert (
+        got["netpath_service_endpoint_connections_total"][
+            ("shop", "web", "http", "tcp", "10.244.0.3:8080")
+        ]
+        == 5
+    )
+    assert got == families(small_fw)
+    assert interpret_all(large_fw, Topology()) == interpret_all(small_fw, Topology())
+    # kube-proxy's own switch, mirrored by the lab: 1001 endpoints make a large ruleset
+    assert " -> 10.244." in iptables_ruleset(many_services(10, 1000))
+    assert " -> 10.244." not in iptables_ruleset(many_services(10, 1001))
 
 
 def test_iptables_legacy_reads_the_same() -> None:

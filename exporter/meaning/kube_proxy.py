@@ -8,9 +8,14 @@ iptables mode (iptables-nft or -legacy, IPv4 and IPv6; ``layout="iptables"``):
 
 ``netpath_service_endpoint_connections_total`` {namespace, service, port, protocol, endpoint}
     Each endpoint has a ``KUBE-SEP-<hash>`` chain in nat whose ``-j DNAT
-    --to-destination IP:PORT`` rule (comment ``ns/svc:port``) rewrites the
-    first packet of each connection the Service sends there: its packet
-    counter is the endpoint's connection count.
+    --to-destination IP:PORT`` rule rewrites the first packet of each
+    connection the Service sends there: its packet counter is the endpoint's
+    connection count. The Service port is the one whose chains jump there
+    (from its commented ``KUBE-SERVICES``/``KUBE-NODEPORTS`` rules through
+    ``KUBE-EXT``/``KUBE-FW``/``KUBE-SVC``/``KUBE-SVL``): with over 1000
+    endpoints kube-proxy leaves the comments off the ``KUBE-SEP`` rules and the
+    jumps into them. A ``KUBE-SEP`` chain nothing jumps to is named by its
+    comment (``ns/svc:port``), when it has one.
 ``netpath_service_rejected_packets_total`` {..., reason}
     filter ``KUBE-SERVICES`` / ``KUBE-EXTERNAL-SERVICES`` rules commented
     ``ns/svc:port has no endpoints`` (``-j REJECT``/``DROP``: ``no_endpoints``)
@@ -178,52 +183,85 @@ def _is_kube_table(table: Table) -> bool:
 
 
 def _iptables_nat(ti: int, table: Table, found: _Found) -> None:
+    owner: dict[str, SvcKey] = {}  # a Service port's chain (KUBE-SVC/SVL/EXT/FW/SEP) -> it
+    seps: list[int] = []
     for ci, chain in enumerate(table.chains):
         name = chain.name
         if name == SERVICES:
-            _nat_services(ti, ci, table, found)
+            _nat_services(ti, ci, table, found, owner)
         elif name == NODEPORTS:
             for ri, rule in enumerate(chain.rules):
                 r = parse_iptables_rule(rule.text)
                 c = parse_comment(iptables_comment(rule.text))
                 if r is None or c is None or not r.target.startswith(_ENTRY_PREFIXES):
                     continue
+                key = (c[0], c[1], c[2], r.protocol)
+                owner.setdefault(r.target, key)
                 if r.target.startswith("KUBE-SVC-") and c[3]:
                     continue  # not the jump of this Service's NodePort
-                key = (c[0], c[1], c[2], r.protocol)
                 found.svc(key).node_ports.add(_port(r.dport))
                 if rule.packets is not None:
                     found.add(SERVICE_EXTERNAL, (*key, VIA_NODEPORT), RuleRef(ti, ci, ri))
         elif name.startswith(SEP_PREFIX):
-            for ri, rule in enumerate(chain.rules):
-                r = parse_iptables_rule(rule.text)
-                if r is None or r.target != "DNAT" or not r.to_destination:
-                    continue
-                c = parse_comment(iptables_comment(rule.text))
-                if c is None:
-                    continue
-                ip, port = split_host_port(r.to_destination)
-                key = (c[0], c[1], c[2], r.protocol)
-                endpoint = (ip, _port(port))
-                found.svc(key).endpoints.add(endpoint)
-                if rule.packets is not None:
-                    labels = (*key, endpoint_label(*endpoint))
-                    found.add(SERVICE_ENDPOINT, labels, RuleRef(ti, ci, ri))
+            seps.append(ci)
         elif name == POSTROUTING:
             for ri, rule in enumerate(chain.rules):
                 r = parse_iptables_rule(rule.text)
                 if r is not None and r.target == "MASQUERADE" and rule.packets is not None:
                     masq = (MANAGER, "", "", "", "", "", "")
                     found.add(MASQUERADE, masq, RuleRef(ti, ci, ri))
+    _follow_jumps(table, owner)
+    for ci in seps:
+        _endpoint_chain(ti, ci, table, found, owner.get(table.chains[ci].name))
 
 
-def _nat_services(ti: int, ci: int, table: Table, found: _Found) -> None:
+def _follow_jumps(table: Table, owner: dict[str, SvcKey]) -> None:
+    """Give the chains a Service port's chains jump to (KUBE-EXT -> KUBE-SVC -> KUBE-SEP,
+    ...) that Service port: the jumps into KUBE-SEP chains carry no comment in kube-proxy's
+    large cluster mode (over 1000 endpoints), so only the way in says whose they are."""
+    by_name = {c.name: c for c in table.chains}
+    todo = list(owner)
+    while todo:
+        chain = by_name.get(todo.pop())
+        if chain is None or chain.name.startswith(SEP_PREFIX):
+            continue
+        key = owner[chain.name]
+        for rule in chain.rules:
+            r = parse_iptables_rule(rule.text)
+            if r is None or not r.target.startswith((*_ENTRY_PREFIXES, SEP_PREFIX)):
+                continue
+            if r.target not in owner:
+                owner[r.target] = key
+                todo.append(r.target)
+
+
+def _endpoint_chain(ti: int, ci: int, table: Table, found: _Found, key: SvcKey | None) -> None:
+    """A KUBE-SEP chain: its DNAT rule names the endpoint; the Service port is the one
+    whose chains jump here, else (a chain nothing jumps to) its rules' comment."""
+    for ri, rule in enumerate(table.chains[ci].rules):
+        r = parse_iptables_rule(rule.text)
+        if r is None or r.target != "DNAT" or not r.to_destination:
+            continue
+        if key is None:
+            c = parse_comment(iptables_comment(rule.text))
+            if c is None:
+                continue
+            key = (c[0], c[1], c[2], r.protocol)
+        ip, port = split_host_port(r.to_destination)
+        endpoint = (ip, _port(port))
+        found.svc(key).endpoints.add(endpoint)
+        if rule.packets is not None:
+            found.add(SERVICE_ENDPOINT, (*key, endpoint_label(*endpoint)), RuleRef(ti, ci, ri))
+
+
+def _nat_services(ti: int, ci: int, table: Table, found: _Found, owner: dict[str, SvcKey]) -> None:
     for ri, rule in enumerate(table.chains[ci].rules):
         r = parse_iptables_rule(rule.text)
         c = parse_comment(iptables_comment(rule.text))
         if r is None or c is None or not r.target.startswith(_ENTRY_PREFIXES):
             continue
         key = (c[0], c[1], c[2], r.protocol)
+        owner.setdefault(r.target, key)
         svc = found.svc(key)
         ip = plain_ip(r.destination)
         if ip and r.dport:
