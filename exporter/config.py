@@ -69,6 +69,11 @@ class FirewallConfig:
     # whose meaning is exported bounded by Services x endpoints instead. A
     # chain matching chains_include as well is exported too; exclude wins.
     chains_interpret: tuple[str, ...] = ("*/KUBE-*", "kube-proxy/*")
+    # Of the chains read only for the meaning, these are read for their rules'
+    # text alone, not their counters: kube-proxy's KUBE-SEP chains (three in four
+    # of a node's chains), whose connections the jumps into them count as well.
+    # On iptables-nft each chain counted is one more dump a poll.
+    chains_text_only: tuple[str, ...] = ("nat/KUBE-SEP-*",)
     # Bound on every external command (iptables-*-save, nft).
     command_timeout: float = 5.0
     # Wait for the xtables lock at most this long (iptables-save -w).
@@ -282,7 +287,7 @@ def parse_config(raw: object, source: str = "config") -> Config:
         b = _check_bool(fw["include_builtin_chains"], "firewall.include_builtin_chains", problems)
         if b is not None:
             fw_kw["include_builtin_chains"] = b
-    for key in ("chains_include", "chains_exclude", "chains_interpret"):
+    for key in ("chains_include", "chains_exclude", "chains_interpret", "chains_text_only"):
         if key in fw and (p := _check_patterns(fw[key], f"firewall.{key}", problems)) is not None:
             fw_kw[key] = p
     for key in ("command_timeout", "lock_wait"):

@@ -101,8 +101,9 @@ def test_iptables_mode_series_and_structure() -> None:
     web_a, web_b = sep_chain(WEB, WEB.endpoints[0]), sep_chain(WEB, WEB.endpoints[1])
     fw = fw_of(
         {
-            f"-A {web_a} -p tcp": 7,
-            f"-A {web_b} -p tcp": 5,
+            f"-j {web_a}": 7,  # the jump into each KUBE-SEP chain counts its connections
+            f"-j {web_b}": 5,
+            f"-A {web_b} -p tcp": 99,  # not the DNAT rule (its chain is read for text only)
             '"shop/gone has no endpoints" --dport 80': 3,
             '"shop/gone has no endpoints" -m addrtype': 2,
             "-A KUBE-NODEPORTS -p tcp -m tcp -m comment --comment shop/web:http": 4,
@@ -112,7 +113,7 @@ def test_iptables_mode_series_and_structure() -> None:
             "--ctstate INVALID -j DROP": 11,
             "-j MASQUERADE": 13,
         },
-        counts6={f"-A {sep_chain(WEB6, WEB6.endpoints[0])} -p tcp": 2, "--ctstate INVALID": 1},
+        counts6={f"-j {sep_chain(WEB6, WEB6.endpoints[0])}": 2, "--ctstate INVALID": 1},
     )
     got = families(fw)
     conns = got["netpath_service_endpoint_connections_total"]
@@ -164,8 +165,8 @@ def test_large_cluster_mode_without_endpoint_comments_means_the_same() -> None:
     """With over 1000 endpoints kube-proxy writes no comment on the KUBE-SEP rules and
     the jumps into them: the Service port comes from the chains that jump there."""
     web_a, web_b = sep_chain(WEB, WEB.endpoints[0]), sep_chain(WEB, WEB.endpoints[1])
-    counts = {f"-A {web_a} -p tcp": 7, f"-A {web_b} -p tcp": 5, "-j MASQUERADE": 13}
-    counts6 = {f"-A {sep_chain(WEB6, WEB6.endpoints[0])} -p tcp": 2}
+    counts = {f"-j {web_a}": 7, f"-j {web_b}": 5, "-j MASQUERADE": 13}
+    counts6 = {f"-j {sep_chain(WEB6, WEB6.endpoints[0])}": 2}
     large = iptables_ruleset(SERVICES, large=True)
     assert not [line for line in large.splitlines() if "KUBE-SEP-" in line and "comment" in line]
     small_fw = fw_of(counts, counts6=counts6)
@@ -185,7 +186,7 @@ def test_large_cluster_mode_without_endpoint_comments_means_the_same() -> None:
 
 
 def test_iptables_legacy_reads_the_same() -> None:
-    fw = fw_of({f"-A {sep_chain(WEB, WEB.endpoints[0])} -p tcp": 3}, BACKEND_IPTABLES_LEGACY)
+    fw = fw_of({f"-j {sep_chain(WEB, WEB.endpoints[0])}": 3}, BACKEND_IPTABLES_LEGACY)
     meaning = KubeProxyManager().interpret(fw, Topology())
     assert meaning is not None
     assert meaning.backend == BACKEND_IPTABLES_LEGACY
@@ -218,6 +219,23 @@ def test_kube_chains_are_read_for_meaning_only() -> None:
     parsed = parse_config({"firewall": {"chains_interpret": []}}, "config file x.yaml")
     assert parsed.firewall.chains_interpret == ()
     assert not read_chain(parsed.firewall, "nat", "KUBE-SEP-X", False)
+
+
+def test_endpoint_chains_are_read_for_their_text_only() -> None:
+    """KUBE-SEP chains: text only (the jumps into them count), unless exported or
+    configured otherwise; every other chain read is counted."""
+    from exporter.config import parse_config  # noqa: PLC0415
+    from exporter.firewall.selection import COUNTED, NOT_READ, TEXT_ONLY, reading  # noqa: PLC0415
+
+    cfg = FirewallConfig()
+    assert reading(cfg, "nat", "KUBE-SEP-X", False) == TEXT_ONLY
+    assert reading(cfg, "nat", "KUBE-SVC-X", False) == COUNTED
+    assert reading(cfg, "filter", "DOCKER-USER", False) == COUNTED
+    assert reading(cfg, "nat", "OTHER", False) == NOT_READ
+    exported = FirewallConfig(chains_include=("nat/KUBE-SEP-*",))
+    assert reading(exported, "nat", "KUBE-SEP-X", False) == COUNTED
+    parsed = parse_config({"firewall": {"chains_text_only": []}}, "config file x.yaml")
+    assert reading(parsed.firewall, "nat", "KUBE-SEP-X", False) == COUNTED
 
 
 def test_raw_kube_rules_stay_out_of_the_rule_families() -> None:

@@ -31,7 +31,7 @@ from exporter.firewall.commands import Runner, read_command
 from exporter.firewall.legacy import LegacyBackend
 from exporter.firewall.nftables import NftBackend
 from exporter.firewall.plans import ChainCache
-from exporter.firewall.selection import read_chain, select_chain
+from exporter.firewall.selection import reading, select_chain
 from exporter.metrics.firewall import render_firewall
 from exporter.model import (
     BACKEND_IPTABLES_LEGACY,
@@ -52,7 +52,7 @@ class FirewallCollector:
 
     def __init__(self, cfg: FirewallConfig, *, runner: Runner = read_command) -> None:
         self._cfg = cfg
-        self._selected: dict[tuple[str, str, bool], bool] = {}
+        self._selected: dict[tuple[str, str, bool], int] = {}
         self._cache = ChainCache()
         # how often rule text was (re-)read, per backend kind; for tests and benchmarks
         self.text_reads = {"nf_tables": 0, "iptables-legacy": 0}
@@ -64,13 +64,13 @@ class FirewallCollector:
         self._nft.close()
         self._legacy.close()
 
-    def _select(self, table: str, chain: str, builtin: bool) -> bool:
+    def _select(self, table: str, chain: str, builtin: bool) -> int:
         key = (table, chain, builtin)
         hit = self._selected.get(key)
         if hit is None:
             if len(self._selected) > 100_000:
                 self._selected.clear()
-            hit = self._selected[key] = read_chain(self._cfg, table, chain, builtin)
+            hit = self._selected[key] = reading(self._cfg, table, chain, builtin)
         return hit
 
     def collect(self) -> FirewallData:

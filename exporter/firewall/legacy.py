@@ -24,7 +24,7 @@ from exporter.firewall.plans import (
     Restructure,
     Unsettled,
 )
-from exporter.firewall.selection import Select, table_holds_rules
+from exporter.firewall.selection import COUNTED, NOT_READ, Select, table_holds_rules
 from exporter.model import BACKEND_IPTABLES_LEGACY, Chain, Table
 from exporter.netlink import xtables
 from exporter.netlink.xtables import XtCounterLayout, XtFamily, XtReader, XtTable
@@ -129,7 +129,7 @@ class LegacyBackend:
             chains = []
             for c in plan.chains:
                 first, end = c.first, c.first + len(c.texts)
-                cp, cb = pks[first:end], bys[first:end]
+                cp, cb = (pks[first:end], bys[first:end]) if c.counted else c.no_counters()
                 pe = c.policy_entry
                 pc = (pks[pe], bys[pe]) if pe is not None else (None, None)
                 key = (BACKEND_IPTABLES_LEGACY, fam.name, plan.name, c.name)
@@ -179,7 +179,8 @@ class LegacyBackend:
             chains: list[Chain] = []
             for c in text.chains:
                 builtin = c.policy is not None
-                if not self._select(name, c.name, builtin):
+                how = self._select(name, c.name, builtin)
+                if how == NOT_READ:
                     continue
                 xc = xt.chain(c.name)
                 assert xc is not None  # checked by _legacy_mismatch
@@ -190,10 +191,13 @@ class LegacyBackend:
                     policy=c.policy,
                     first=xc.first,
                     policy_entry=xc.policy_entry,
+                    counted=how == COUNTED,
                 )
                 chain_plans.append(plan)
-                pks = tuple([r.packets for r in c.rules])
-                bys = tuple([r.bytes for r in c.rules])
+                pks: tuple[int | None, ...] = tuple([r.packets for r in c.rules])
+                bys: tuple[int | None, ...] = tuple([r.bytes for r in c.rules])
+                if not plan.counted:
+                    pks, bys = plan.no_counters()
                 pc = (c.policy_packets, c.policy_bytes)
                 key = (BACKEND_IPTABLES_LEGACY, fam.name, name, c.name)
                 snapshot = ("text", pks, bys, pc)

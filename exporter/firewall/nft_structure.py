@@ -18,7 +18,13 @@ from exporter.firewall.commands import CommandError, Runner
 from exporter.firewall.iptables_save import parse_iptables_save
 from exporter.firewall.nft_text import NftTable, parse_nft_text
 from exporter.firewall.plans import ChainCache, ChainPlan
-from exporter.firewall.selection import Select, backend_families, table_holds_rules
+from exporter.firewall.selection import (
+    COUNTED,
+    NOT_READ,
+    Select,
+    backend_families,
+    table_holds_rules,
+)
 from exporter.model import BACKEND_IPTABLES_NFT, BACKEND_NFTABLES, Chain, Table
 from exporter.netlink import netfilter as nfnetlink
 from exporter.netlink.netfilter import NftChainInfo, NftReader, RuleCounter
@@ -215,9 +221,9 @@ def _plan_iptables_nft(
                 f"iptables-nft {label} {text.name}/{c.name}: "
                 f"{len(c.rules)} rules in text, {span[1] - span[0]} in the kernel"
             )
-        if not ctx.select(text.name, c.name, builtin):
+        how = ctx.select(text.name, c.name, builtin)
+        if how == NOT_READ:
             continue
-        selected_rules += len(c.rules)
         plan = ChainPlan(
             name=c.name,
             texts=tuple(r.text for r in c.rules),
@@ -225,11 +231,16 @@ def _plan_iptables_nft(
             policy=c.policy,
             handles=tuple(r[2] for r in rules[span[0] : span[1]]),
             span=span,
+            counted=how == COUNTED,
         )
         plans.append(plan)
         key = (BACKEND_IPTABLES_NFT, label, text.name, c.name)
-        pks = tuple([r.packets for r in c.rules])
-        bys = tuple([r.bytes for r in c.rules])
+        if plan.counted:
+            selected_rules += len(c.rules)
+            pks: tuple[int | None, ...] = tuple([r.packets for r in c.rules])
+            bys: tuple[int | None, ...] = tuple([r.bytes for r in c.rules])
+        else:
+            pks, bys = plan.no_counters()
         pc = (c.policy_packets, c.policy_bytes)
         out.append(ctx.cache.chain(key, plan, ("text", pks, bys, pc), (pks, bys), pc))
     whole = dump_whole(selected_rules, len(rules))
@@ -265,9 +276,9 @@ def _plan_native(
             raise ValueError(
                 f"nftables {fam_name} {text.name}/{c.name}: rule handles in text and kernel differ"
             )
-        if not ctx.select(text.name, c.name, builtin):
+        how = ctx.select(text.name, c.name, builtin)
+        if how == NOT_READ:
             continue
-        selected_rules += len(dumped)
         plan = ChainPlan(
             name=c.name,
             texts=tuple(r.text for r in c.rules),
@@ -276,12 +287,17 @@ def _plan_native(
             hook=(c.hook or info.hook_name) if builtin else None,
             handles=handles,
             span=span,
+            counted=how == COUNTED,
         )
         plans.append(plan)
         pc = (info.packets, info.bytes) if builtin else (None, None)
         key = (BACKEND_NFTABLES, fam_name, text.name, c.name)
-        pks = tuple([r[3] for r in dumped])
-        bys = tuple([r[4] for r in dumped])
+        if plan.counted:
+            selected_rules += len(dumped)
+            pks: tuple[int | None, ...] = tuple([r[3] for r in dumped])
+            bys: tuple[int | None, ...] = tuple([r[4] for r in dumped])
+        else:
+            pks, bys = plan.no_counters()
         out.append(ctx.cache.chain(key, plan, (pks, bys, pc), (pks, bys), pc))
     whole = dump_whole(selected_rules, len(rules))
     table_plan = NftTablePlan(

@@ -133,9 +133,13 @@ class NftBackend:
                     raise Restructure()
                 for c in plan.chains:
                     a, b = c.span
-                    per_chain.append((cols.packets[a:b], cols.bytes[a:b]))
+                    counted = (cols.packets[a:b], cols.bytes[a:b])
+                    per_chain.append(counted if c.counted else c.no_counters())
             else:
                 for c in plan.chains:
+                    if not c.counted:  # text only: its structure stands with the generation
+                        per_chain.append(c.no_counters())
+                        continue
                     cols = self._reader.counters(plan.family, plan.name, c.name)
                     if cols.handles != c.handles:
                         raise Restructure()

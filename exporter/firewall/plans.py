@@ -40,6 +40,12 @@ class ChainPlan:
     first: int = 0  # legacy: index of its first rule entry
     policy_entry: int | None = None  # legacy: index of the underflow entry
     span: tuple[int, int] = (0, 0)  # nf_tables whole-table dump: its rules' slice
+    counted: bool = True  # False: text only (selection.TEXT_ONLY), its rules' counters None
+
+    def no_counters(self) -> tuple[tuple[None, ...], tuple[None, ...]]:
+        """The packets and bytes columns of a chain read for its text only."""
+        none = (None,) * len(self.texts)
+        return none, none
 
 
 # (plan, raw counters snapshot, the Chain built from them, indexes of its rules without

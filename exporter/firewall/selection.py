@@ -8,8 +8,10 @@ from fnmatch import fnmatchcase
 from exporter.config import FirewallConfig
 from exporter.model import BACKEND_NFTABLES, Table
 
-# (table, chain, built-in?) -> exported?; the collector's cached select_chain
-Select = Callable[[str, str, bool], bool]
+# (table, chain, built-in?) -> NOT_READ, TEXT_ONLY or COUNTED; the collector's cached
+# reading()
+Select = Callable[[str, str, bool], int]
+NOT_READ, TEXT_ONLY, COUNTED = 0, 1, 2
 
 
 def select_chain(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> bool:
@@ -31,6 +33,17 @@ def read_chain(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> bo
     if any(fnmatchcase(key, p) for p in cfg.chains_exclude):
         return False
     return any(fnmatchcase(key, p) for p in cfg.chains_interpret)
+
+
+def reading(cfg: FirewallConfig, table: str, chain: str, builtin: bool) -> int:
+    """How ``TABLE/CHAIN`` is read: NOT_READ, TEXT_ONLY (its rules' text for the managers'
+    meaning, no counters: ``chains_text_only``, unless exported) or COUNTED."""
+    if select_chain(cfg, table, chain, builtin):
+        return COUNTED
+    if not read_chain(cfg, table, chain, builtin):
+        return NOT_READ
+    key = f"{table}/{chain}"
+    return TEXT_ONLY if any(fnmatchcase(key, p) for p in cfg.chains_text_only) else COUNTED
 
 
 def table_holds_rules(table: Table) -> bool:

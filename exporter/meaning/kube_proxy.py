@@ -9,13 +9,16 @@ iptables mode (iptables-nft or -legacy, IPv4 and IPv6; ``layout="iptables"``):
 ``netpath_service_endpoint_connections_total`` {namespace, service, port, protocol, endpoint}
     Each endpoint has a ``KUBE-SEP-<hash>`` chain in nat whose ``-j DNAT
     --to-destination IP:PORT`` rule rewrites the first packet of each
-    connection the Service sends there: its packet counter is the endpoint's
-    connection count. The Service port is the one whose chains jump there
-    (from its commented ``KUBE-SERVICES``/``KUBE-NODEPORTS`` rules through
-    ``KUBE-EXT``/``KUBE-FW``/``KUBE-SVC``/``KUBE-SVL``): with over 1000
-    endpoints kube-proxy leaves the comments off the ``KUBE-SEP`` rules and the
-    jumps into them. A ``KUBE-SEP`` chain nothing jumps to is named by its
-    comment (``ns/svc:port``), when it has one.
+    connection the Service sends there. The Service port is the one whose
+    chains jump there (from its commented ``KUBE-SERVICES``/``KUBE-NODEPORTS``
+    rules through ``KUBE-EXT``/``KUBE-FW``/``KUBE-SVC``/``KUBE-SVL``): with
+    over 1000 endpoints kube-proxy leaves the comments off the ``KUBE-SEP``
+    rules and the jumps into them. The packet counters of the jumps into the
+    chain (one per endpoint, more with session affinity) sum to the DNAT
+    rule's: the endpoint's connection count, read without reading the
+    ``KUBE-SEP`` chains' counters (three in four of a node's chains; config
+    ``firewall.chains_text_only``). A ``KUBE-SEP`` chain nothing jumps to is
+    named by its comment (``ns/svc:port``) and counted by its DNAT rule.
 ``netpath_service_rejected_packets_total`` {..., reason}
     filter ``KUBE-SERVICES`` / ``KUBE-EXTERNAL-SERVICES`` rules commented
     ``ns/svc:port has no endpoints`` (``-j REJECT``/``DROP``: ``no_endpoints``)
@@ -210,48 +213,62 @@ def _iptables_nat(ti: int, table: Table, found: _Found) -> None:
                 if r is not None and r.target == "MASQUERADE" and rule.packets is not None:
                     masq = (MANAGER, "", "", "", "", "", "")
                     found.add(MASQUERADE, masq, RuleRef(ti, ci, ri))
-    _follow_jumps(table, owner)
+    jumps = _follow_jumps(ti, table, owner)
     for ci in seps:
-        _endpoint_chain(ti, ci, table, found, owner.get(table.chains[ci].name))
+        name = table.chains[ci].name
+        _endpoint_chain(ti, ci, table, found, key=owner.get(name), jumps=jumps.get(name, []))
 
 
-def _follow_jumps(table: Table, owner: dict[str, SvcKey]) -> None:
+def _follow_jumps(ti: int, table: Table, owner: dict[str, SvcKey]) -> dict[str, list[RuleRef]]:
     """Give the chains a Service port's chains jump to (KUBE-EXT -> KUBE-SVC -> KUBE-SEP,
     ...) that Service port: the jumps into KUBE-SEP chains carry no comment in kube-proxy's
-    large cluster mode (over 1000 endpoints), so only the way in says whose they are."""
-    by_name = {c.name: c for c in table.chains}
+    large cluster mode (over 1000 endpoints), so only the way in says whose they are.
+    Returns, per KUBE-SEP chain, the counted rules that jump into it."""
+    by_name = {c.name: ci for ci, c in enumerate(table.chains)}
+    jumps: dict[str, list[RuleRef]] = {}
     todo = list(owner)
     while todo:
-        chain = by_name.get(todo.pop())
-        if chain is None or chain.name.startswith(SEP_PREFIX):
+        ci = by_name.get(todo.pop(), -1)
+        if ci < 0 or table.chains[ci].name.startswith(SEP_PREFIX):
             continue
+        chain = table.chains[ci]
         key = owner[chain.name]
-        for rule in chain.rules:
+        for ri, rule in enumerate(chain.rules):
             r = parse_iptables_rule(rule.text)
             if r is None or not r.target.startswith((*_ENTRY_PREFIXES, SEP_PREFIX)):
                 continue
+            if r.target.startswith(SEP_PREFIX) and rule.packets is not None:
+                jumps.setdefault(r.target, []).append(RuleRef(ti, ci, ri))
             if r.target not in owner:
                 owner[r.target] = key
                 todo.append(r.target)
+    return jumps
 
 
-def _endpoint_chain(ti: int, ci: int, table: Table, found: _Found, key: SvcKey | None) -> None:
-    """A KUBE-SEP chain: its DNAT rule names the endpoint; the Service port is the one
-    whose chains jump here, else (a chain nothing jumps to) its rules' comment."""
+def _endpoint_chain(
+    ti: int, ci: int, table: Table, found: _Found, *, key: SvcKey | None, jumps: list[RuleRef]
+) -> None:
+    """A KUBE-SEP chain: its DNAT rule names the endpoint. The Service port is the one
+    whose chains jump here, and the jumps count its connections: every packet that
+    enters reaches the DNAT rule (KUBE-MARK-MASQ only marks), so their packets sum to
+    its counter, and KUBE-SEP chains are read for their text only (``chains_text_only``).
+    A chain nothing jumps to is named by its rules' comment and counted by its DNAT rule."""
     for ri, rule in enumerate(table.chains[ci].rules):
         r = parse_iptables_rule(rule.text)
         if r is None or r.target != "DNAT" or not r.to_destination:
             continue
+        refs = jumps
         if key is None:
             c = parse_comment(iptables_comment(rule.text))
             if c is None:
                 continue
             key = (c[0], c[1], c[2], r.protocol)
+            refs = [RuleRef(ti, ci, ri)] if rule.packets is not None else []
         ip, port = split_host_port(r.to_destination)
         endpoint = (ip, _port(port))
         found.svc(key).endpoints.add(endpoint)
-        if rule.packets is not None:
-            found.add(SERVICE_ENDPOINT, (*key, endpoint_label(*endpoint)), RuleRef(ti, ci, ri))
+        for ref in refs:
+            found.add(SERVICE_ENDPOINT, (*key, endpoint_label(*endpoint)), ref)
 
 
 def _nat_services(ti: int, ci: int, table: Table, found: _Found, owner: dict[str, SvcKey]) -> None:

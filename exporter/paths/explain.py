@@ -78,10 +78,12 @@ def run_explain(
         print(f"netpath-exporter explain: {message}", file=err)
         return 1
 
+    service = parse_service_query(query)
+    if service is not None:  # the walk shows every rule's counter, the KUBE-SEP chains' too
+        cfg = replace(cfg, firewall=replace(cfg.firewall, chains_text_only=()))
     poller = make_poller(cfg, render=False)
     quiet = logging.getLogger("netpath.poller")
     was_disabled, quiet.disabled = quiet.disabled, True
-    service = parse_service_query(query)
     if service is not None:
         try:
             return _explain_service(poller, service, interval, out, fail)
