@@ -194,9 +194,10 @@ class LegacyBackend:
                     counted=how == COUNTED,
                 )
                 chain_plans.append(plan)
-                pks: tuple[int | None, ...] = tuple([r.packets for r in c.rules])
-                bys: tuple[int | None, ...] = tuple([r.bytes for r in c.rules])
-                if not plan.counted:
+                if plan.counted:
+                    pks: tuple[int | None, ...] = tuple([r.packets for r in c.rules])
+                    bys: tuple[int | None, ...] = tuple([r.bytes for r in c.rules])
+                else:
                     pks, bys = plan.no_counters()
                 pc = (c.policy_packets, c.policy_bytes)
                 key = (BACKEND_IPTABLES_LEGACY, fam.name, name, c.name)

@@ -11,6 +11,7 @@ that changes exactly when the structure does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ class ChainPlan:
     counted: bool = True  # False: text only (selection.TEXT_ONLY), its rules' counters None
 
     def no_counters(self) -> tuple[tuple[None, ...], tuple[None, ...]]:
-        """The packets and bytes columns of a chain read for its text only."""
-        none = (None,) * len(self.texts)
+        """The packets and bytes columns of a chain read for its text only (the same
+        objects every poll: thousands of such chains on a node)."""
+        none = _nones(len(self.texts))
         return none, none
+
+
+@functools.lru_cache(maxsize=256)
+def _nones(n: int) -> tuple[None, ...]:
+    return (None,) * n
 
 
 # (plan, raw counters snapshot, the Chain built from them, indexes of its rules without
