@@ -172,6 +172,45 @@ def test_ipv6_clusterip_connections_equal_dnat_counters(node_lab: NodeLab) -> No
     assert info == ["10.96.0.10", "fd00:96::10"]
 
 
+# A collector in the node, read chain by chain (as past 20k rules): which chains it dumps.
+_PER_CHAIN = r"""
+import json
+from exporter.config import FirewallConfig
+from exporter.firewall import nft_structure
+from exporter.firewall.collector import FirewallCollector
+from exporter.meaning import interpret_all
+from exporter.meaning.base import SERVICE_ENDPOINT, Topology
+from exporter.netlink.netfilter import NftReader
+nft_structure.WHOLE_TABLE_MAX_RULES = 0
+dumped = []
+counters = NftReader.counters
+def spy(self, family, table, chain=None):
+    dumped.append(chain)
+    return counters(self, family, table, chain)
+NftReader.counters = spy
+collector = FirewallCollector(FirewallConfig())
+collector.collect()  # the structure
+dumped.clear()
+fw = collector.collect()  # counters only
+(meaning,) = [m for m in interpret_all(fw, Topology()) if m.manager == "kube-proxy"]
+series = [s for s in meaning.series if s.family == SERVICE_ENDPOINT]
+print(json.dumps({"dumped": dumped, "endpoint_series": len(series)}))
+"""
+
+
+# per-chain dumps are iptables-nft's; legacy reads a table in one blob
+@pytest.mark.parametrize("node_lab", ["nft"], indirect=True)
+def test_endpoint_chains_are_read_for_their_text_only(node_lab: NodeLab) -> None:
+    """On iptables-nft each chain counted is a dump a poll: the KUBE-SEP chains (three in
+    four on a node) are not dumped, their Services' chains are, and every endpoint is
+    still counted (test_clusterip_connections_equal_dnat_counters: equal to the DNAT's)."""
+    got = json.loads(node_lab.node.node.exec(sys.executable, "-c", _PER_CHAIN))
+    dumped = [c for c in got["dumped"] if c]
+    assert any(c.startswith("KUBE-SVC-") for c in dumped), dumped
+    assert not [c for c in dumped if c.startswith("KUBE-SEP-")]
+    assert got["endpoint_series"] == sum(len(s.endpoints) for s in SERVICES)
+
+
 @iptables_mode
 def test_invalid_drops(node_lab: NodeLab) -> None:
     key = {"manager": "kube-proxy", "reason": "invalid"}
