@@ -257,18 +257,18 @@ def _endpoint_chain(
         r = parse_iptables_rule(rule.text)
         if r is None or r.target != "DNAT" or not r.to_destination:
             continue
-        refs = jumps
-        if key is None:
+        svc, refs = key, jumps
+        if svc is None:  # per rule: a chain nothing jumps to may hold any comments
             c = parse_comment(iptables_comment(rule.text))
             if c is None:
                 continue
-            key = (c[0], c[1], c[2], r.protocol)
+            svc = (c[0], c[1], c[2], r.protocol)
             refs = [RuleRef(ti, ci, ri)] if rule.packets is not None else []
         ip, port = split_host_port(r.to_destination)
         endpoint = (ip, _port(port))
-        found.svc(key).endpoints.add(endpoint)
+        found.svc(svc).endpoints.add(endpoint)
         for ref in refs:
-            found.add(SERVICE_ENDPOINT, (*key, endpoint_label(*endpoint)), ref)
+            found.add(SERVICE_ENDPOINT, (*svc, endpoint_label(*endpoint)), ref)
 
 
 def _nat_services(ti: int, ci: int, table: Table, found: _Found, owner: dict[str, SvcKey]) -> None:
